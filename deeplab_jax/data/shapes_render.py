@@ -1,0 +1,135 @@
+"""Renders one synthetic segmentation example: textured image + label mask.
+
+Pure numpy, no TensorFlow, so it can be tested and inspected on its own. The
+TFDS builder in `shapes.py` wraps it.
+
+What makes the task DeepLab's problem in miniature:
+- an object's class is its SHAPE (disk, square, triangle, cross, star); its
+  colour is random, so the network has to look at the whole object (context,
+  a large field of view) to label any of its pixels;
+- backgrounds are textured gratings plus pixel noise, objects carry their own
+  shading and noise, and objects overlap (later ones occlude earlier ones);
+- a thin band of void (255) pixels surrounds every boundary, as in VOC's
+  annotations, so scoring ignores the exact edge but the mask still has to be
+  localised well at output stride 8.
+
+Every example is a pure function of (seed, split, index): generation is
+deterministic and order-independent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CLASS_NAMES = ('background', 'disk', 'square', 'triangle', 'cross', 'star')
+NUM_CLASSES = len(CLASS_NAMES)
+IGNORE_LABEL = 255
+
+_SPLIT_IDS = {'train': 0, 'val': 1}
+
+
+def _polygon_mask(ys, xs, verts_Vx2):
+  """Even-odd point-in-polygon test for every (ys, xs) pixel centre."""
+  inside = np.zeros(ys.shape, dtype=bool)
+  vy, vx = verts_Vx2[:, 0], verts_Vx2[:, 1]
+  vy2, vx2 = np.roll(vy, -1), np.roll(vx, -1)
+  for y0, x0, y1, x1 in zip(vy, vx, vy2, vx2):
+    crosses = (y0 > ys) != (y1 > ys)
+    with np.errstate(divide='ignore', invalid='ignore'):
+      x_at = x0 + (ys - y0) * (x1 - x0) / (y1 - y0)
+    inside ^= crosses & (xs < x_at)
+  return inside
+
+
+def _shape_vertices(cls, radius, angle):
+  """Polygon vertices (V, 2) as (dy, dx) offsets for a polygonal class."""
+  name = CLASS_NAMES[cls]
+  if name == 'square':
+    t = angle + np.arange(4) * np.pi / 2
+    r = np.full(4, radius)
+  elif name == 'triangle':
+    t = angle + np.arange(3) * 2 * np.pi / 3
+    r = np.full(3, radius * 1.15)
+  elif name == 'star':
+    t = angle + np.arange(10) * np.pi / 5
+    r = np.where(np.arange(10) % 2 == 0, radius * 1.15, radius * 0.45)
+  elif name == 'cross':
+    a = 0.36 * radius  # half arm width
+    b = radius  # arm length
+    pts = np.array([(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a),
+                    (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)])
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s], [s, c]])
+    return pts @ rot.T
+  else:
+    raise ValueError(f'{name} is not a polygon')
+  return np.stack([r * np.sin(t), r * np.cos(t)], axis=-1)
+
+
+def _texture(rng, height, width, amplitude):
+  """Sum of random oriented sinusoidal gratings, (H, W, 3) float."""
+  ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+  out = np.zeros((height, width, 3), np.float32)
+  for _ in range(3):
+    theta = rng.uniform(0, np.pi)
+    freq = rng.uniform(0.03, 0.35)
+    phase = rng.uniform(0, 2 * np.pi)
+    wave = np.sin(freq * (np.cos(theta) * xs + np.sin(theta) * ys) + phase)
+    out += wave[..., None] * rng.uniform(-amplitude, amplitude, size=3)
+  return out
+
+
+def _random_colour(rng, avoid, min_distance=70.0):
+  for _ in range(100):
+    colour = rng.uniform(0, 255, size=3)
+    if np.linalg.norm(colour - avoid) >= min_distance:
+      return colour
+  return colour
+
+
+def void_boundaries(label_HxW, width=1):
+  """Marks as void every pixel within `width` (Chebyshev) of another label."""
+  lab = label_HxW.astype(np.int32)
+  h, w = lab.shape
+  padded = np.pad(lab, width, mode='edge')
+  boundary = np.zeros((h, w), dtype=bool)
+  for dy in range(-width, width + 1):
+    for dx in range(-width, width + 1):
+      shifted = padded[width + dy:width + dy + h, width + dx:width + dx + w]
+      boundary |= shifted != lab
+  out = label_HxW.copy()
+  out[boundary] = IGNORE_LABEL
+  return out
+
+
+def render_example(seed, split, index, min_size=96, max_size=192,
+                   max_objects=4, void_width=1):
+  """Returns (image uint8 HxWx3, label uint8 HxW) for one example."""
+  rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
+  height = int(rng.integers(min_size, max_size + 1))
+  width = int(rng.integers(min_size, max_size + 1))
+
+  base = rng.uniform(0, 255, size=3).astype(np.float32)
+  image = base + _texture(rng, height, width, amplitude=45.0)
+  label = np.zeros((height, width), np.uint8)
+  ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+
+  short = min(height, width)
+  for _ in range(int(rng.integers(1, max_objects + 1))):
+    cls = int(rng.integers(1, NUM_CLASSES))
+    radius = rng.uniform(0.14, 0.3) * short
+    cy = rng.uniform(radius * 0.6, height - radius * 0.6)
+    cx = rng.uniform(radius * 0.6, width - radius * 0.6)
+    if CLASS_NAMES[cls] == 'disk':
+      inside = (ys - cy) ** 2 + (xs - cx) ** 2 < radius ** 2
+    else:
+      verts = _shape_vertices(cls, radius, rng.uniform(0, 2 * np.pi))
+      inside = _polygon_mask(ys - cy, xs - cx, verts)
+    colour = _random_colour(rng, base)
+    shading = _texture(rng, height, width, amplitude=25.0)
+    image = np.where(inside[..., None], colour + shading, image)
+    label[inside] = cls
+
+  image += rng.normal(0, 12.0, size=image.shape)
+  image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+  return image, void_boundaries(label, void_width)

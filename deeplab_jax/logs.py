@@ -1,0 +1,27 @@
+"""Quiet console logs: the project's own progress lines, library warnings only.
+
+orbax, TFDS and clu log every checkpoint write and dataset read at INFO through
+absl; `quiet_libraries()` keeps those out of the console (warnings and errors
+still show). TensorBoard still receives every scalar.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+_PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _ProjectOnly(logging.Filter):
+
+  def filter(self, record):
+    if record.levelno >= logging.WARNING:
+      return True
+    path = os.path.abspath(record.pathname)
+    return path.startswith(_PROJECT_DIR) and 'site-packages' not in path
+
+
+def quiet_libraries():
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  absl_logging.get_absl_handler().addFilter(_ProjectOnly())

@@ -1,0 +1,41 @@
+"""Per-pixel softmax cross-entropy with the void label ignored."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from deeplab_jax.models.resize import resize_bilinear, resize_nearest_labels
+
+
+def softmax_cross_entropy(logits_BxHxWxC, labels_BxHxW, ignore_label=255):
+  """Mean cross-entropy over the pixels whose label is not `ignore_label`.
+
+  Returns (loss, number of valid pixels); the loss is 0 when none is valid.
+  """
+  logits = logits_BxHxWxC.astype(jnp.float32)
+  valid = labels_BxHxW != ignore_label
+  safe_labels = jnp.where(valid, labels_BxHxW, 0)
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  nll = -jnp.take_along_axis(log_probs, safe_labels[..., None], axis=-1)[..., 0]
+  count = valid.sum()
+  loss = jnp.where(valid, nll, 0.0).sum() / jnp.maximum(count, 1)
+  return loss, count
+
+
+def segmentation_loss(logits_BxhxwxC, labels_BxHxW, upsample_logits,
+                      align_corners=False, ignore_label=255):
+  """Loss between output-stride-8 logits and full-size labels.
+
+  `upsample_logits=True` resizes the logits bilinearly to the labels' size;
+  False shrinks the labels by nearest to the logits' size (the paper's way).
+  """
+  label_size = labels_BxHxW.shape[1:3]
+  if upsample_logits:
+    logits = resize_bilinear(logits_BxhxwxC.astype(jnp.float32), label_size,
+                             align_corners)
+    labels = labels_BxHxW
+  else:
+    logits = logits_BxhxwxC
+    labels = resize_nearest_labels(labels_BxHxW, logits.shape[1:3])
+  return softmax_cross_entropy(logits, labels, ignore_label)

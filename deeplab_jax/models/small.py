@@ -1,0 +1,60 @@
+"""A narrow, shallow DeepLab trunk for CPU demos and tests.
+
+Same building blocks as the paper's trunks, scaled down: three stride-2 stages
+(3x3 convs, BatchNorm, ReLU) bring the output stride to 8, then atrous stages
+keep it there while the field of view grows (as VGG's conv5 at rate 2 and
+ResNet's stages 4-5 at rates 2 and 4 do). A size-n input gives a ceil(n / 8)
+map, as the Caffe models do (321 -> 41).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from deeplab_jax.models.atrous import AtrousConv
+
+
+class ConvBN(nn.Module):
+  features: int
+  stride: int = 1
+  rate: int = 1
+  batch_norm: str = 'train'  # 'train' | 'frozen' | 'none'
+  atrous_impl: str = 'dilation'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    use_bn = self.batch_norm != 'none'
+    x = AtrousConv(self.features, 3, rate=self.rate, stride=self.stride,
+                   use_bias=not use_bn, impl=self.atrous_impl,
+                   dtype=self.dtype, name='conv')(x)
+    if use_bn:
+      x = nn.BatchNorm(use_running_average=not train or self.batch_norm == 'frozen',
+                       momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                       name='bn')(x)
+    return nn.relu(x)
+
+
+class SmallTrunk(nn.Module):
+  """Output-stride-8 trunk: `widths[0..2]` at strides 2, 4, 8, then atrous stages."""
+  widths: Sequence[int] = (16, 32, 64)
+  atrous_widths: Sequence[int] = (64, 64)
+  atrous_rates: Sequence[int] = (2, 4)
+  batch_norm: str = 'train'
+  atrous_impl: str = 'dilation'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxHxWx3, train: bool):
+    kw = dict(batch_norm=self.batch_norm, atrous_impl=self.atrous_impl,
+              dtype=self.dtype)
+    x = x_BxHxWx3
+    for i, width in enumerate(self.widths):
+      x = ConvBN(width, stride=2, name=f'stage{i + 1}_down', **kw)(x, train)
+      x = ConvBN(width, name=f'stage{i + 1}_conv', **kw)(x, train)
+    for i, (width, rate) in enumerate(zip(self.atrous_widths, self.atrous_rates)):
+      x = ConvBN(width, rate=rate, name=f'atrous{i + 1}', **kw)(x, train)
+    return x

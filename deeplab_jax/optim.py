@@ -1,0 +1,59 @@
+"""SGD with momentum, poly learning-rate decay and DeepLab's per-group rates.
+
+Parameter groups (labels): `backbone`, `classifier_kernel`, `classifier_bias`;
+the classifier is every module named `*classifier*` (the layers the paper
+trains at 10x / 20x the base rate). Weight decay applies to conv kernels only.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+GROUPS = ('backbone', 'classifier_kernel', 'classifier_bias')
+
+
+def poly_schedule(base_lr, num_steps, power=0.9, warmup_steps=0):
+  """lr(step) = base_lr * (1 - step / num_steps) ** power, after linear warm-up."""
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    decay = jnp.clip(1.0 - step / num_steps, 0.0, 1.0) ** power
+    if warmup_steps:
+      decay = decay * jnp.minimum(1.0, (step + 1.0) / warmup_steps)
+    return base_lr * decay
+  return schedule
+
+
+def param_labels(params):
+  """A tree like `params` with each leaf's group name."""
+  def label(path, _):
+    names = [str(getattr(k, 'key', k)) for k in path]
+    if any('classifier' in n for n in names[:-1]):
+      return 'classifier_bias' if names[-1] == 'bias' else 'classifier_kernel'
+    return 'backbone'
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def _is_kernel(params):
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: str(getattr(path[-1], 'key', path[-1])) == 'kernel', params)
+
+
+def create_optimizer(optim_config, num_steps):
+  """Returns (optax transformation, base learning-rate schedule)."""
+  schedule = poly_schedule(optim_config.base_lr, num_steps, optim_config.power,
+                           optim_config.warmup_steps)
+  mults = {'backbone': 1.0,
+           'classifier_kernel': optim_config.classifier_kernel_lr_mult,
+           'classifier_bias': optim_config.classifier_bias_lr_mult}
+  groups = {
+      name: optax.sgd(lambda step, m=mult: m * schedule(step),
+                      momentum=optim_config.momentum)
+      for name, mult in mults.items()
+  }
+  tx = optax.chain(
+      optax.add_decayed_weights(optim_config.weight_decay, mask=_is_kernel),
+      optax.multi_transform(groups, param_labels),
+  )
+  return tx, schedule

@@ -1,0 +1,197 @@
+"""Training: data-parallel jitted train step, checkpoints, logs, resume."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+from absl import logging
+from clu import metric_writers
+
+from deeplab_jax import checkpoint
+from deeplab_jax import losses
+from deeplab_jax import models
+from deeplab_jax import optim
+from deeplab_jax import sharding
+from deeplab_jax.data import input_pipeline
+from deeplab_jax.errors import UserError
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+  def variables(self):
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
+# ---------------------------------------------------------------- state ----
+
+def init_variables(model, config, rng):
+  size = config.input.crop_size
+  dummy = jnp.zeros((1, size, size, 3), jnp.uint8)
+  variables = model.init({'params': rng}, dummy, train=False)
+  return variables['params'], variables.get('batch_stats', {})
+
+
+def create_train_state(config, model, tx, mesh):
+  """Initialises a replicated TrainState directly on the mesh."""
+  def init():
+    params, batch_stats = init_variables(model, config,
+                                         jax.random.key(config.seed))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=batch_stats, opt_state=tx.init(params))
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+
+
+def abstract_train_state(config, model, tx, mesh):
+  """Shapes, dtypes and shardings of the TrainState, allocating nothing."""
+  def init():
+    params, batch_stats = init_variables(model, config, jax.random.key(0))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=batch_stats, opt_state=tx.init(params))
+  shapes = jax.eval_shape(init)
+  repl = sharding.replicated(mesh)
+  return jax.tree_util.tree_map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
+
+
+# ----------------------------------------------------------- train step ----
+
+def make_train_step(config, model, tx, schedule, mesh):
+  """Returns jitted `step(state, batch) -> (state, metrics)` over the mesh."""
+  base_rng = jax.random.key(config.seed + 1)
+
+  def train_step(state, batch):
+    rng = jax.random.fold_in(base_rng, state.step)
+
+    def loss_fn(params):
+      logits, updates = model.apply(
+          {'params': params, 'batch_stats': state.batch_stats},
+          batch['image'], train=True, mutable=['batch_stats'],
+          rngs={'dropout': rng})
+      loss, num_valid = losses.segmentation_loss(
+          logits, batch['label'], config.loss.upsample_logits,
+          config.model.align_corners, config.dataset.ignore_label)
+      return loss, (updates.get('batch_stats', {}), num_valid)
+
+    (loss, (batch_stats, num_valid)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree_util.tree_map(jnp.add, state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=batch_stats, opt_state=opt_state)
+    metrics = {'loss': loss, 'learning_rate': schedule(state.step),
+               'valid_pixels': num_valid}
+    return new_state, metrics
+
+  repl = sharding.replicated(mesh)
+  return jax.jit(train_step,
+                 in_shardings=(repl, sharding.batch_sharded(mesh)),
+                 out_shardings=(repl, repl), donate_argnums=(0,))
+
+
+# ---------------------------------------------------------------- setup ----
+
+def check_workdir(workdir):
+  """Creates `workdir` and checks it is writable, or raises a UserError."""
+  if not workdir:
+    raise UserError('--workdir is required: the directory for checkpoints and logs.')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, '.write_test')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f'cannot write to workdir {workdir!r} ({e.strerror}); choose '
+                    'a directory you can write to with --workdir.') from e
+
+
+def _format_eta(seconds):
+  seconds = int(seconds)
+  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 \
+      else f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+# ---------------------------------------------------------------- loop -----
+
+def train_and_evaluate(config, workdir, mesh=None):
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Returns the final TrainState (replicated over the mesh).
+  """
+  check_workdir(workdir)
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  sharding.check_divisible(config.batch_size, mesh, 'batch_size')
+  model = models.build(config)
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+
+  mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep)
+  if mngr.latest_step() is not None:
+    state = checkpoint.restore(
+        mngr, abstract_train_state(config, model, tx, mesh))
+    logging.info('Resumed from %s at step %d.', mngr.directory, int(state.step))
+  else:
+    state = create_train_state(config, model, tx, mesh)
+  start_step = int(state.step)
+  if start_step >= config.num_train_steps:
+    logging.info('Already trained to step %d (num_train_steps=%d); nothing to do.',
+                 start_step, config.num_train_steps)
+    mngr.close()
+    return state
+
+  builder = input_pipeline.get_builder(config.dataset)
+  batches = iter(input_pipeline.train_iterator(
+      config, builder, sharding.local_batch_size(config.batch_size), start_step))
+  train_step = make_train_step(config, model, tx, schedule, mesh)
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0)
+  if start_step == 0:
+    writer.write_hparams({k: v for k, v in config.to_dict().items()
+                          if isinstance(v, (int, float, str, bool))})
+
+  evaluator = None
+  if config.eval_every_steps:
+    from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
+    evaluator = functools.partial(eval_lib.evaluate, config, model,
+                                  mesh=mesh, builder=builder)
+
+  logging.info('Training %d -> %d steps, global batch %d on %d device(s).',
+               start_step, config.num_train_steps, config.batch_size, mesh.size)
+  last_time, last_step = time.perf_counter(), start_step
+  pending = None
+  for step in range(start_step + 1, config.num_train_steps + 1):
+    batch = sharding.to_global(next(batches), mesh)
+    state, metrics = train_step(state, batch)
+    if step % config.log_every_steps == 0 or step == config.num_train_steps:
+      pending = jax.device_get(metrics)
+      now = time.perf_counter()
+      steps_per_sec = (step - last_step) / (now - last_time)
+      images_per_sec = steps_per_sec * config.batch_size
+      eta = (config.num_train_steps - step) / steps_per_sec
+      logging.info('step %d/%d  loss %.4f  lr %.5f  %.1f img/s  ETA %s', step,
+                   config.num_train_steps, pending['loss'],
+                   pending['learning_rate'], images_per_sec, _format_eta(eta))
+      writer.write_scalars(step, {'train/loss': pending['loss'],
+                                  'train/learning_rate': pending['learning_rate'],
+                                  'train/images_per_sec': images_per_sec,
+                                  'train/steps_per_sec': steps_per_sec})
+      last_time, last_step = now, step
+    if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+      checkpoint.save(mngr, step, state)
+    if evaluator and step % config.eval_every_steps == 0:
+      summary = evaluator(state.variables())
+      writer.write_scalars(step, {f'eval/{k}': v for k, v in summary.items()
+                                  if isinstance(v, float)})
+  mngr.wait_until_finished()
+  mngr.close()
+  writer.flush()
+  return state
