@@ -32,7 +32,7 @@ def get_config(variant=None):
   config.input = ml_collections.ConfigDict()
   config.input.crop_size = 128  # Square training crop (paper: 321).
   config.input.scales = ()  # Discrete random scales (paper: 0.5..1.5); () = use scale_range.
-  config.input.scale_range = (0.75, 1.25)  # Continuous random scale when `scales` is empty.
+  config.input.scale_range = (0.9, 1.1)  # Continuous random scale when `scales` is empty.
   config.input.flip = True  # Random horizontal flip.
   config.input.shuffle_buffer = 1024  # Examples in the shuffle buffer.
   config.input.eval_size = 192  # Eval images are padded to this square (>= largest image).
@@ -42,6 +42,7 @@ def get_config(variant=None):
   config.model.widths = (24, 48, 96)  # Stride-2 stage widths (strides 2, 4, 8).
   config.model.atrous_widths = (128, 128)  # Atrous stages after output stride 8.
   config.model.atrous_rates = (2, 4)  # Their rates (field of view grows, stride stays 8).
+  config.model.residual = False  # ResNet basic blocks after the first stage.
   config.model.batch_norm = 'train'  # 'train' (global-batch stats), 'frozen' or 'none'.
   config.model.head_rates = (1, 2, 4, 6)  # ASPP branch rates, outputs summed.
   config.model.head_hidden = (96,)  # Per-branch hidden widths (VGG ASPP: (1024, 1024)).
@@ -54,7 +55,7 @@ def get_config(variant=None):
   config.model.align_corners = False  # Bilinear upsampling convention (Caffe: True).
 
   config.optim = ml_collections.ConfigDict()
-  config.optim.base_lr = 0.05  # Poly schedule: base_lr * (1 - step / steps) ** power.
+  config.optim.base_lr = 0.1  # Poly schedule: base_lr * (1 - step / steps) ** power.
   config.optim.power = 0.9
   config.optim.warmup_steps = 20  # Linear warm-up (paper: 0).
   config.optim.momentum = 0.9
@@ -66,10 +67,10 @@ def get_config(variant=None):
   config.loss.upsample_logits = True  # True: logits upsampled to the label size;
   # False: labels shrunk (nearest) to the logits' size, as the paper trains.
 
-  config.batch_size = 16  # Global batch, split over all devices.
-  config.num_train_steps = 600
-  config.log_every_steps = 25  # Progress line and TensorBoard scalars.
-  config.checkpoint_every_steps = 200  # And always at the last step.
+  config.batch_size = 8  # Global batch, split over all devices.
+  config.num_train_steps = 1200
+  config.log_every_steps = 50  # Progress line and TensorBoard scalars.
+  config.checkpoint_every_steps = 400  # And always at the last step.
   config.max_checkpoints_to_keep = 2
   config.eval_every_steps = 0  # Evaluate during training (0 = only at evaluate.py).
   config.eval_batch_size = 16  # Rounded up to a multiple of the device count.

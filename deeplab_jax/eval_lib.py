@@ -17,6 +17,7 @@ from deeplab_jax import metrics
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
+from deeplab_jax import train_step
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.models.resize import resize_bilinear
 
@@ -75,10 +76,9 @@ def evaluate_checkpoint(config, workdir, step=None, mesh=None):
   mesh = sharding.make_mesh() if mesh is None else mesh
   model = models.build(config)
   tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
-  from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
   mngr = checkpoint.manager(workdir, read_only=True)
   state = checkpoint.restore(
-      mngr, train_lib.abstract_train_state(config, model, tx, mesh), step)
+      mngr, train_step.abstract_train_state(config, model, tx, mesh), step)
   mngr.close()
   summary = evaluate(config, model, state.variables(), mesh)
   summary['step'] = int(state.step)

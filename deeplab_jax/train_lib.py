@@ -5,97 +5,18 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any
 
-import flax
 import jax
-import jax.numpy as jnp
 from absl import logging
 from clu import metric_writers
 
 from deeplab_jax import checkpoint
-from deeplab_jax import losses
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
+from deeplab_jax import train_step as train_step_lib
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.errors import UserError
-
-
-class TrainState(flax.struct.PyTreeNode):
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-
-  def variables(self):
-    return {'params': self.params, 'batch_stats': self.batch_stats}
-
-
-# ---------------------------------------------------------------- state ----
-
-def init_variables(model, config, rng):
-  size = config.input.crop_size
-  dummy = jnp.zeros((1, size, size, 3), jnp.uint8)
-  variables = model.init({'params': rng}, dummy, train=False)
-  return variables['params'], variables.get('batch_stats', {})
-
-
-def create_train_state(config, model, tx, mesh):
-  """Initialises a replicated TrainState directly on the mesh."""
-  def init():
-    params, batch_stats = init_variables(model, config,
-                                         jax.random.key(config.seed))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=batch_stats, opt_state=tx.init(params))
-  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
-
-
-def abstract_train_state(config, model, tx, mesh):
-  """Shapes, dtypes and shardings of the TrainState, allocating nothing."""
-  def init():
-    params, batch_stats = init_variables(model, config, jax.random.key(0))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=batch_stats, opt_state=tx.init(params))
-  shapes = jax.eval_shape(init)
-  repl = sharding.replicated(mesh)
-  return jax.tree_util.tree_map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
-
-
-# ----------------------------------------------------------- train step ----
-
-def make_train_step(config, model, tx, schedule, mesh):
-  """Returns jitted `step(state, batch) -> (state, metrics)` over the mesh."""
-  base_rng = jax.random.key(config.seed + 1)
-
-  def train_step(state, batch):
-    rng = jax.random.fold_in(base_rng, state.step)
-
-    def loss_fn(params):
-      logits, updates = model.apply(
-          {'params': params, 'batch_stats': state.batch_stats},
-          batch['image'], train=True, mutable=['batch_stats'],
-          rngs={'dropout': rng})
-      loss, num_valid = losses.segmentation_loss(
-          logits, batch['label'], config.loss.upsample_logits,
-          config.model.align_corners, config.dataset.ignore_label)
-      return loss, (updates.get('batch_stats', {}), num_valid)
-
-    (loss, (batch_stats, num_valid)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree_util.tree_map(jnp.add, state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params,
-                              batch_stats=batch_stats, opt_state=opt_state)
-    metrics = {'loss': loss, 'learning_rate': schedule(state.step),
-               'valid_pixels': num_valid}
-    return new_state, metrics
-
-  repl = sharding.replicated(mesh)
-  return jax.jit(train_step,
-                 in_shardings=(repl, sharding.batch_sharded(mesh)),
-                 out_shardings=(repl, repl), donate_argnums=(0,))
 
 
 # ---------------------------------------------------------------- setup ----
@@ -137,10 +58,10 @@ def train_and_evaluate(config, workdir, mesh=None):
   mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep)
   if mngr.latest_step() is not None:
     state = checkpoint.restore(
-        mngr, abstract_train_state(config, model, tx, mesh))
+        mngr, train_step_lib.abstract_train_state(config, model, tx, mesh))
     logging.info('Resumed from %s at step %d.', mngr.directory, int(state.step))
   else:
-    state = create_train_state(config, model, tx, mesh)
+    state = train_step_lib.create_train_state(config, model, tx, mesh)
   start_step = int(state.step)
   if start_step >= config.num_train_steps:
     logging.info('Already trained to step %d (num_train_steps=%d); nothing to do.',
@@ -151,7 +72,7 @@ def train_and_evaluate(config, workdir, mesh=None):
   builder = input_pipeline.get_builder(config.dataset)
   batches = iter(input_pipeline.train_iterator(
       config, builder, sharding.local_batch_size(config.batch_size), start_step))
-  train_step = make_train_step(config, model, tx, schedule, mesh)
+  train_step = train_step_lib.make_train_step(config, model, tx, schedule, mesh)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:

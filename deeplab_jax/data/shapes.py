@@ -30,8 +30,11 @@ class ShapesConfig(tfds.core.BuilderConfig):
   num_val: int = 300
   min_size: int = 96
   max_size: int = 192
-  max_objects: int = 4
-  void_width: int = 1
+  max_objects: int = 3
+  void_width: int = 2  # Void band about 4 px wide, like VOC's.
+  max_rotation: float = 0.0  # Degrees either way.
+  texture_freq: float = 0.15  # Highest grating frequency (radians / pixel).
+  radius_range: tuple = (0.2, 0.32)  # Object size, fraction of the short side.
   seed: int = 0
 
 
@@ -72,7 +75,8 @@ class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
       image, label = shapes_render.render_example(
           cfg.seed, split, index, min_size=cfg.min_size,
           max_size=cfg.max_size, max_objects=cfg.max_objects,
-          void_width=cfg.void_width)
+          void_width=cfg.void_width, max_rotation=cfg.max_rotation,
+          texture_freq=cfg.texture_freq, radius_range=cfg.radius_range)
       image_id = f'{split}_{index:05d}'
       yield image_id, {
           'image': image,

@@ -66,13 +66,13 @@ def _shape_vertices(cls, radius, angle):
   return np.stack([r * np.sin(t), r * np.cos(t)], axis=-1)
 
 
-def _texture(rng, height, width, amplitude):
+def _texture(rng, height, width, amplitude, max_freq):
   """Sum of random oriented sinusoidal gratings, (H, W, 3) float."""
   ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
   out = np.zeros((height, width, 3), np.float32)
   for _ in range(3):
     theta = rng.uniform(0, np.pi)
-    freq = rng.uniform(0.03, 0.35)
+    freq = rng.uniform(0.03, max_freq)
     phase = rng.uniform(0, 2 * np.pi)
     wave = np.sin(freq * (np.cos(theta) * xs + np.sin(theta) * ys) + phase)
     out += wave[..., None] * rng.uniform(-amplitude, amplitude, size=3)
@@ -103,30 +103,32 @@ def void_boundaries(label_HxW, width=1):
 
 
 def render_example(seed, split, index, min_size=96, max_size=192,
-                   max_objects=4, void_width=1):
+                   max_objects=4, void_width=1, max_rotation=180.0,
+                   texture_freq=0.35, radius_range=(0.14, 0.3)):
   """Returns (image uint8 HxWx3, label uint8 HxW) for one example."""
   rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
   height = int(rng.integers(min_size, max_size + 1))
   width = int(rng.integers(min_size, max_size + 1))
 
   base = rng.uniform(0, 255, size=3).astype(np.float32)
-  image = base + _texture(rng, height, width, amplitude=45.0)
+  image = base + _texture(rng, height, width, 45.0, texture_freq)
   label = np.zeros((height, width), np.uint8)
   ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
 
   short = min(height, width)
   for _ in range(int(rng.integers(1, max_objects + 1))):
     cls = int(rng.integers(1, NUM_CLASSES))
-    radius = rng.uniform(0.14, 0.3) * short
+    radius = rng.uniform(*radius_range) * short
     cy = rng.uniform(radius * 0.6, height - radius * 0.6)
     cx = rng.uniform(radius * 0.6, width - radius * 0.6)
     if CLASS_NAMES[cls] == 'disk':
       inside = (ys - cy) ** 2 + (xs - cx) ** 2 < radius ** 2
     else:
-      verts = _shape_vertices(cls, radius, rng.uniform(0, 2 * np.pi))
+      angle = np.deg2rad(rng.uniform(-1, 1) * max_rotation)
+      verts = _shape_vertices(cls, radius, angle)
       inside = _polygon_mask(ys - cy, xs - cx, verts)
     colour = _random_colour(rng, base)
-    shading = _texture(rng, height, width, amplitude=25.0)
+    shading = _texture(rng, height, width, 25.0, texture_freq)
     image = np.where(inside[..., None], colour + shading, image)
     label[inside] = cls
 

@@ -26,6 +26,7 @@ def build(config):
     trunk = SmallTrunk(widths=tuple(m.widths),
                        atrous_widths=tuple(m.atrous_widths),
                        atrous_rates=tuple(m.atrous_rates),
+                       residual=m.residual,
                        batch_norm=m.batch_norm, atrous_impl=m.atrous_impl,
                        dtype=dtype)
   else:

@@ -1,0 +1,92 @@
+"""The train state and the jitted, data-parallel train step (no TensorFlow).
+
+Kept apart from the training loop so models, the step and benchmarks import
+without the input pipeline's TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from deeplab_jax import losses
+from deeplab_jax import sharding
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+  def variables(self):
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
+# ---------------------------------------------------------------- state ----
+
+def init_variables(model, config, rng):
+  size = config.input.crop_size
+  dummy = jnp.zeros((1, size, size, 3), jnp.uint8)
+  variables = model.init({'params': rng}, dummy, train=False)
+  return variables['params'], variables.get('batch_stats', {})
+
+
+def create_train_state(config, model, tx, mesh):
+  """Initialises a replicated TrainState directly on the mesh."""
+  def init():
+    params, batch_stats = init_variables(model, config,
+                                         jax.random.key(config.seed))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=batch_stats, opt_state=tx.init(params))
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+
+
+def abstract_train_state(config, model, tx, mesh):
+  """Shapes, dtypes and shardings of the TrainState, allocating nothing."""
+  def init():
+    params, batch_stats = init_variables(model, config, jax.random.key(0))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=batch_stats, opt_state=tx.init(params))
+  shapes = jax.eval_shape(init)
+  repl = sharding.replicated(mesh)
+  return jax.tree_util.tree_map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
+
+
+# ----------------------------------------------------------- train step ----
+
+def make_train_step(config, model, tx, schedule, mesh):
+  """Returns jitted `step(state, batch) -> (state, metrics)` over the mesh."""
+  base_rng = jax.random.key(config.seed + 1)
+
+  def train_step(state, batch):
+    rng = jax.random.fold_in(base_rng, state.step)
+
+    def loss_fn(params):
+      logits, updates = model.apply(
+          {'params': params, 'batch_stats': state.batch_stats},
+          batch['image'], train=True, mutable=['batch_stats'],
+          rngs={'dropout': rng})
+      loss, num_valid = losses.segmentation_loss(
+          logits, batch['label'], config.loss.upsample_logits,
+          config.model.align_corners, config.dataset.ignore_label)
+      return loss, (updates.get('batch_stats', {}), num_valid)
+
+    (loss, (batch_stats, num_valid)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree_util.tree_map(jnp.add, state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=batch_stats, opt_state=opt_state)
+    metrics = {'loss': loss, 'learning_rate': schedule(state.step),
+               'valid_pixels': num_valid}
+    return new_state, metrics
+
+  repl = sharding.replicated(mesh)
+  return jax.jit(train_step,
+                 in_shardings=(repl, sharding.batch_sharded(mesh)),
+                 out_shardings=(repl, repl), donate_argnums=(0,))

@@ -1,0 +1,69 @@
+"""Poly schedule values, parameter groups, weight decay on kernels only."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from deeplab_jax import optim
+
+
+def test_poly_schedule_values():
+  schedule = optim.poly_schedule(0.01, num_steps=1000, power=0.9)
+  assert float(schedule(0)) == pytest.approx(0.01)
+  assert float(schedule(500)) == pytest.approx(0.01 * 0.5 ** 0.9, rel=1e-6)
+  assert float(schedule(900)) == pytest.approx(0.01 * 0.1 ** 0.9, rel=1e-5)
+  assert float(schedule(1000)) == 0.0
+  assert float(schedule(1200)) == 0.0
+
+
+def test_warmup_ramps_linearly_then_follows_poly():
+  schedule = optim.poly_schedule(1.0, num_steps=100, power=0.9, warmup_steps=10)
+  assert float(schedule(0)) == pytest.approx(0.1 * 1.0)
+  assert float(schedule(4)) == pytest.approx(0.5 * 0.96 ** 0.9, rel=1e-6)
+  assert float(schedule(20)) == pytest.approx(0.8 ** 0.9, rel=1e-6)
+
+
+PARAMS = {
+    'trunk': {'conv': {'kernel': jnp.ones((3, 3, 2, 2)), 'bias': jnp.ones(2)}},
+    'head': {'branch0_classifier': {'kernel': jnp.ones((1, 1, 2, 3)),
+                                    'bias': jnp.ones(3)}},
+}
+
+
+def test_param_labels():
+  labels = optim.param_labels(PARAMS)
+  assert labels['trunk']['conv'] == {'kernel': 'backbone', 'bias': 'backbone'}
+  assert labels['head']['branch0_classifier'] == {
+      'kernel': 'classifier_kernel', 'bias': 'classifier_bias'}
+
+
+def _config(**kw):
+  cfg = dict(base_lr=0.1, power=0.9, warmup_steps=0, momentum=0.9,
+             weight_decay=0.0, classifier_kernel_lr_mult=10.0,
+             classifier_bias_lr_mult=20.0)
+  cfg.update(kw)
+  return ml_collections.ConfigDict(cfg)
+
+
+def test_learning_rate_multipliers_per_group():
+  tx, _ = optim.create_optimizer(_config(), num_steps=100)
+  grads = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
+  updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
+  np.testing.assert_allclose(updates['trunk']['conv']['kernel'], -0.1)
+  np.testing.assert_allclose(updates['trunk']['conv']['bias'], -0.1)
+  np.testing.assert_allclose(updates['head']['branch0_classifier']['kernel'], -1.0)
+  np.testing.assert_allclose(updates['head']['branch0_classifier']['bias'], -2.0)
+
+
+def test_weight_decay_applies_to_kernels_only():
+  tx, _ = optim.create_optimizer(
+      _config(weight_decay=0.5, classifier_kernel_lr_mult=1.0,
+              classifier_bias_lr_mult=1.0), num_steps=100)
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, PARAMS)
+  updates, _ = tx.update(zeros, tx.init(PARAMS), PARAMS)
+  np.testing.assert_allclose(updates['trunk']['conv']['kernel'], -0.1 * 0.5)
+  np.testing.assert_allclose(updates['head']['branch0_classifier']['kernel'], -0.05)
+  np.testing.assert_array_equal(updates['trunk']['conv']['bias'], 0.0)
+  np.testing.assert_array_equal(updates['head']['branch0_classifier']['bias'], 0.0)
