@@ -34,7 +34,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
   void_width: int = 2  # Void band about 4 px wide, like VOC's.
   max_rotation: float = 0.0  # Degrees either way.
   texture_freq: float = 0.15  # Highest grating frequency (radians / pixel).
-  radius_range: tuple = (0.2, 0.32)  # Object size, fraction of the short side.
+  radius_range: tuple = (0.22, 0.34)  # Object size, fraction of the short side.
   seed: int = 0
 
 

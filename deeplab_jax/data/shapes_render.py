@@ -4,7 +4,7 @@ Pure numpy, no TensorFlow, so it can be tested and inspected on its own. The
 TFDS builder in `shapes.py` wraps it.
 
 What makes the task DeepLab's problem in miniature:
-- an object's class is its SHAPE (disk, square, triangle, cross, star); its
+- an object's class is its SHAPE (disk, square, triangle, star); its
   colour is random, so the network has to look at the whole object (context,
   a large field of view) to label any of its pixels;
 - backgrounds are textured gratings plus pixel noise, objects carry their own
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASS_NAMES = ('background', 'disk', 'square', 'triangle', 'cross', 'star')
+CLASS_NAMES = ('background', 'disk', 'square', 'triangle', 'star')
 NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_LABEL = 255
 
@@ -52,15 +52,7 @@ def _shape_vertices(cls, radius, angle):
     r = np.full(3, radius * 1.15)
   elif name == 'star':
     t = angle + np.arange(10) * np.pi / 5
-    r = np.where(np.arange(10) % 2 == 0, radius * 1.15, radius * 0.45)
-  elif name == 'cross':
-    a = 0.36 * radius  # half arm width
-    b = radius  # arm length
-    pts = np.array([(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a),
-                    (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)])
-    c, s = np.cos(angle), np.sin(angle)
-    rot = np.array([[c, -s], [s, c]])
-    return pts @ rot.T
+    r = np.where(np.arange(10) % 2 == 0, radius * 1.15, radius * 0.6)
   else:
     raise ValueError(f'{name} is not a polygon')
   return np.stack([r * np.sin(t), r * np.cos(t)], axis=-1)
