@@ -5,9 +5,15 @@ The README's Quick start runs this (`make demo`):
     python train.py --config configs/shapes.py --workdir runs/shapes
     python evaluate.py --config configs/shapes.py --workdir runs/shapes
 
-Expected on a 2-core CPU (no accelerator): about 5 minutes of training, then
-val mIoU about 0.85 (written to runs/shapes/metrics.json). `configs/shapes.py:tiny`
-is the same pipeline shrunk for tests (seconds, meaningless numbers).
+Expected on a 2-core CPU (no accelerator): about 5.5 minutes of training
+(1,400 steps of 8 crops at ~33 images/s), then val mIoU about 0.86 (measured
+0.864; written to runs/shapes/metrics.json). `configs/shapes.py:tiny` is the
+same pipeline shrunk for tests (seconds, meaningless numbers).
+
+Choices that made the CPU budget work: batch 8 (more updates for the same
+compute beat batch 16), base lr 0.1 with BatchNorm, and the paper's ASPP-S
+rates {2, 4, 8, 12}, which let interior pixels of large objects see their
+boundaries; rates {1, 2, 4, 6} gave 0.66-0.80 in otherwise equal runs.
 """
 
 import ml_collections
@@ -44,7 +50,7 @@ def get_config(variant=None):
   config.model.atrous_rates = (2, 4)  # Their rates (field of view grows, stride stays 8).
   config.model.residual = False  # ResNet basic blocks after the first stage.
   config.model.batch_norm = 'train'  # 'train' (global-batch stats), 'frozen' or 'none'.
-  config.model.head_rates = (1, 2, 4, 6)  # ASPP branch rates, outputs summed.
+  config.model.head_rates = (2, 4, 8, 12)  # ASPP-S rates (the paper's {2, 4, 8, 12}), summed.
   config.model.head_hidden = (96,)  # Per-branch hidden widths (VGG ASPP: (1024, 1024)).
   config.model.dropout = 0.0  # Dropout after each hidden head layer (paper: 0.5).
   config.model.atrous_impl = 'dilation'  # Atrous conv implementation.
@@ -68,7 +74,7 @@ def get_config(variant=None):
   # False: labels shrunk (nearest) to the logits' size, as the paper trains.
 
   config.batch_size = 8  # Global batch, split over all devices.
-  config.num_train_steps = 1200
+  config.num_train_steps = 1400
   config.log_every_steps = 50  # Progress line and TensorBoard scalars.
   config.checkpoint_every_steps = 400  # And always at the last step.
   config.max_checkpoints_to_keep = 2

@@ -7,6 +7,7 @@ import os
 import time
 
 import jax
+import numpy as np
 from absl import logging
 from clu import metric_writers
 
@@ -40,6 +41,18 @@ def _format_eta(seconds):
   seconds = int(seconds)
   return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 \
       else f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def _flatten(tree, prefix=''):
+  """{'a': {'b': 1}} -> {'a.b': 1}; non-scalars as strings (for hparams)."""
+  flat = {}
+  for key, value in tree.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{name}.'))
+    else:
+      flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+  return flat
 
 
 # ---------------------------------------------------------------- loop -----
@@ -76,8 +89,7 @@ def train_and_evaluate(config, workdir, mesh=None):
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:
-    writer.write_hparams({k: v for k, v in config.to_dict().items()
-                          if isinstance(v, (int, float, str, bool))})
+    writer.write_hparams(_flatten(config.to_dict()))
 
   evaluator = None
   if config.eval_every_steps:
@@ -88,21 +100,24 @@ def train_and_evaluate(config, workdir, mesh=None):
   logging.info('Training %d -> %d steps, global batch %d on %d device(s).',
                start_step, config.num_train_steps, config.batch_size, mesh.size)
   last_time, last_step = time.perf_counter(), start_step
-  pending = None
+  window_losses = []  # On device until logged: no host sync every step.
   for step in range(start_step + 1, config.num_train_steps + 1):
     batch = sharding.to_global(next(batches), mesh)
     state, metrics = train_step(state, batch)
+    window_losses.append(metrics['loss'])
     if step % config.log_every_steps == 0 or step == config.num_train_steps:
-      pending = jax.device_get(metrics)
+      loss = float(np.mean(jax.device_get(window_losses)))
+      learning_rate = float(metrics['learning_rate'])
+      window_losses = []
       now = time.perf_counter()
       steps_per_sec = (step - last_step) / (now - last_time)
       images_per_sec = steps_per_sec * config.batch_size
       eta = (config.num_train_steps - step) / steps_per_sec
       logging.info('step %d/%d  loss %.4f  lr %.5f  %.1f img/s  ETA %s', step,
-                   config.num_train_steps, pending['loss'],
-                   pending['learning_rate'], images_per_sec, _format_eta(eta))
-      writer.write_scalars(step, {'train/loss': pending['loss'],
-                                  'train/learning_rate': pending['learning_rate'],
+                   config.num_train_steps, loss, learning_rate, images_per_sec,
+                   _format_eta(eta))
+      writer.write_scalars(step, {'train/loss': loss,
+                                  'train/learning_rate': learning_rate,
                                   'train/images_per_sec': images_per_sec,
                                   'train/steps_per_sec': steps_per_sec})
       last_time, last_step = now, step
