@@ -28,30 +28,27 @@ class TrainState(flax.struct.PyTreeNode):
 
 # ---------------------------------------------------------------- state ----
 
-def init_variables(model, config, rng):
+def initial_state(config, model, tx):
+  """A fresh TrainState (params from `config.seed`); trace under jit/eval_shape."""
   size = config.input.crop_size
   dummy = jnp.zeros((1, size, size, 3), jnp.uint8)
-  variables = model.init({'params': rng}, dummy, train=False)
-  return variables['params'], variables.get('batch_stats', {})
+  variables = model.init({'params': jax.random.key(config.seed)}, dummy,
+                         train=False)
+  params = variables['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get('batch_stats', {}),
+                    opt_state=tx.init(params))
 
 
 def create_train_state(config, model, tx, mesh):
   """Initialises a replicated TrainState directly on the mesh."""
-  def init():
-    params, batch_stats = init_variables(model, config,
-                                         jax.random.key(config.seed))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=batch_stats, opt_state=tx.init(params))
-  return jax.jit(init, out_shardings=sharding.replicated(mesh))()
+  return jax.jit(lambda: initial_state(config, model, tx),
+                 out_shardings=sharding.replicated(mesh))()
 
 
 def abstract_train_state(config, model, tx, mesh):
   """Shapes, dtypes and shardings of the TrainState, allocating nothing."""
-  def init():
-    params, batch_stats = init_variables(model, config, jax.random.key(0))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=batch_stats, opt_state=tx.init(params))
-  shapes = jax.eval_shape(init)
+  shapes = jax.eval_shape(lambda: initial_state(config, model, tx))
   repl = sharding.replicated(mesh)
   return jax.tree_util.tree_map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
