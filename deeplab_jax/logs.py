@@ -1,8 +1,9 @@
 """Quiet console logs: the project's own progress lines, library warnings only.
 
 orbax, TFDS and clu log every checkpoint write and dataset read at INFO through
-absl; `quiet_libraries()` keeps those out of the console (warnings and errors
-still show). TensorBoard still receives every scalar.
+absl, and TFDS draws progress bars while building; `quiet_libraries()` keeps
+those out of the console (warnings and errors still show). TensorBoard still
+receives every scalar.
 """
 
 from __future__ import annotations
@@ -23,5 +24,8 @@ class _ProjectOnly(logging.Filter):
 
 
 def quiet_libraries():
+  """For entry points: library INFO lines and TFDS progress bars off the console."""
   from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   absl_logging.get_absl_handler().addFilter(_ProjectOnly())
+  tfds.disable_progress_bar()

@@ -18,6 +18,7 @@ import os
 
 import jax
 import numpy as np
+from absl import logging
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before TF loads.
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -39,6 +40,8 @@ def get_builder(dataset_config):
     builder = tfds.builder(name, data_dir=dataset_config.data_dir)
   except Exception as e:  # TFDS raises several types for unknown names.
     raise UserError(f'cannot load dataset {name!r}: {e}') from e
+  if not tf.io.gfile.exists(os.path.join(builder.data_dir, 'dataset_info.json')):
+    logging.info('Preparing %s in %s (first use only).', name, builder.data_dir)
   builder.download_and_prepare()
   return builder
 
