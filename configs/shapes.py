@@ -41,6 +41,7 @@ def get_config(variant=None):
   config.input.scale_range = (0.9, 1.1)  # Continuous random scale when `scales` is empty.
   config.input.flip = True  # Random horizontal flip.
   config.input.shuffle_buffer = 1024  # Examples in the shuffle buffer.
+  config.input.cache = True  # Keep decoded training images in memory (small datasets).
   config.input.eval_size = 192  # Eval images are padded to this square (>= largest image).
 
   config.model = ml_collections.ConfigDict()

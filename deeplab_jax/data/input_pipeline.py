@@ -119,10 +119,9 @@ def eval_preprocess(example, eval_size, mean):
 def train_iterator(config, builder, local_batch_size, start_step=0):
   """Endless iterator of numpy batches, starting at `start_step`'s batch."""
   split = tfds.split_for_jax_process(config.dataset.train_split)
-  read_config = tfds.ReadConfig(shuffle_seed=config.seed)
-  ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
+  ds = builder.as_dataset(split=split, shuffle_files=False)
   ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
-  if config.input.get('cache', True):
+  if config.input.cache:
     ds = ds.cache()
   process_seed = config.seed * 1000 + jax.process_index()
   ds = ds.repeat().shuffle(config.input.shuffle_buffer, seed=process_seed)
