@@ -1,0 +1,81 @@
+"""Train-step throughput and achieved FLOP rate on synthetic inputs (no TensorFlow).
+
+    python benchmarks/train_step.py --config configs/shapes.py
+    python benchmarks/train_step.py --config configs/shapes.py --config.model.dtype=bfloat16
+
+Times the jitted, data-parallel train step of `config` on random uint8 images
+and labels of the config's crop and global batch, over all local devices.
+FLOPs per step come from XLA's cost analysis of the compiled step. Prints one
+JSON line (also written to --json_out if given).
+"""
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from deeplab_jax import models
+from deeplab_jax import optim
+from deeplab_jax import sharding
+from deeplab_jax import train_step
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
+                                          lock_config=True)
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps (after one warm-up step).')
+_JSON_OUT = flags.DEFINE_string('json_out', None, 'Also write the result here.')
+flags.mark_flags_as_required(['config'])
+
+
+def benchmark(config, steps):
+  mesh = sharding.make_mesh()
+  sharding.check_divisible(config.batch_size, mesh, 'batch_size')
+  model = models.build(config)
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  state = train_step.create_train_state(config, model, tx, mesh)
+  step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
+
+  rng = np.random.default_rng(0)
+  size, batch_size = config.input.crop_size, config.batch_size
+  batch = sharding.to_global({
+      'image': rng.integers(0, 256, (batch_size, size, size, 3), np.uint8),
+      'label': rng.integers(0, config.dataset.num_classes,
+                            (batch_size, size, size)).astype(np.int32),
+  }, mesh)
+  cost = step_fn.lower(state, batch).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', 0.0))
+
+  state, metrics = step_fn(state, batch)  # Warm-up (compilation).
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step_fn(state, batch)
+  jax.block_until_ready(metrics)
+  seconds = (time.perf_counter() - start) / steps
+  return {
+      'device': f'{jax.device_count()} x {jax.devices()[0].device_kind}',
+      'dtype': config.model.dtype, 'batch_size': batch_size, 'crop_size': size,
+      'ms_per_step': round(seconds * 1e3, 2),
+      'images_per_sec': round(batch_size / seconds, 1),
+      'gflop_per_step': round(flops / 1e9, 2),
+      'gflop_per_sec': round(flops / seconds / 1e9, 1),
+      'loss_is_finite': bool(jnp.isfinite(metrics['loss'])),
+  }
+
+
+def main(argv):
+  del argv
+  result = benchmark(_CONFIG.value, _STEPS.value)
+  print(json.dumps(result))
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, 'w') as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)
