@@ -62,7 +62,8 @@ def benchmark(config, steps):
       'dtype': config.model.dtype, 'batch_size': batch_size, 'crop_size': size,
       'ms_per_step': round(seconds * 1e3, 2),
       'images_per_sec': round(batch_size / seconds, 1),
-      'gflop_per_step': round(flops / 1e9, 2),
+      'gflop_per_step': round(flops / 1e9, 3),
+      'flops_per_step': int(flops),
       'gflop_per_sec': round(flops / seconds / 1e9, 1),
       'loss_is_finite': bool(jnp.isfinite(metrics['loss'])),
   }

@@ -8,4 +8,4 @@ def test_train_step_benchmark_reports_figures(tiny_config):
   assert result['device'].startswith('8 x ')
   assert result['batch_size'] == 8 and result['crop_size'] == 32
   assert result['ms_per_step'] > 0 and result['images_per_sec'] > 0
-  assert result['gflop_per_step'] > 0 and result['loss_is_finite']
+  assert result['flops_per_step'] > 0 and result['loss_is_finite']
