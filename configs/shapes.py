@@ -45,13 +45,14 @@ def get_config(variant=None):
   config.input.eval_size = 192  # Eval images are padded to this square (>= largest image).
 
   config.model = ml_collections.ConfigDict()
-  config.model.trunk = 'small'  # Backbone: 'small' (narrow, output stride 8).
+  config.model.trunk = 'small'  # Backbone: 'small' (narrow) or 'vgg16'; output stride 8.
   config.model.widths = (24, 48, 96)  # Stride-2 stage widths (strides 2, 4, 8).
   config.model.atrous_widths = (128, 128)  # Atrous stages after output stride 8.
   config.model.atrous_rates = (2, 4)  # Their rates (field of view grows, stride stays 8).
   config.model.residual = False  # ResNet basic blocks after the first stage.
   config.model.batch_norm = 'train'  # 'train' (global-batch stats), 'frozen' or 'none'.
   config.model.head_rates = (2, 4, 8, 12)  # ASPP-S rates (the paper's {2, 4, 8, 12}), summed.
+  config.model.head_kernel_size = 3  # fc6 kernel (v1 DeepLab: 4, DeepLab-7x7: 7).
   config.model.head_hidden = (96,)  # Per-branch hidden widths (VGG ASPP: (1024, 1024)).
   config.model.dropout = 0.0  # Dropout after each hidden head layer (paper: 0.5).
   config.model.atrous_impl = 'dilation'  # Atrous conv implementation.
