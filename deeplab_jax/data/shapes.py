@@ -28,13 +28,7 @@ CLASS_NAMES = shapes_render.CLASS_NAMES
 class ShapesConfig(tfds.core.BuilderConfig):
   num_train: int = 2000
   num_val: int = 300
-  min_size: int = 96
-  max_size: int = 192
-  max_objects: int = 3
-  void_width: int = 2  # Void band about 4 px wide, like VOC's.
-  max_rotation: float = 0.0  # Degrees either way.
-  texture_freq: float = 0.15  # Highest grating frequency (radians / pixel).
-  radius_range: tuple = (0.22, 0.34)  # Object size, fraction of the short side.
+  style: shapes_render.Style = dataclasses.field(default_factory=shapes_render.Style)
   seed: int = 0
 
 
@@ -46,8 +40,9 @@ class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [
       ShapesConfig(name='default', description='2,000 train / 300 val.'),
       ShapesConfig(name='tiny', description='24 train / 8 val, small images.',
-                   num_train=24, num_val=8, min_size=40, max_size=64,
-                   max_objects=2),
+                   num_train=24, num_val=8,
+                   style=shapes_render.Style(min_size=40, max_size=64,
+                                             max_objects=2)),
   ]
 
   def _info(self):
@@ -72,11 +67,8 @@ class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split, num_examples):
     cfg = self.builder_config
     for index in range(num_examples):
-      image, label = shapes_render.render_example(
-          cfg.seed, split, index, min_size=cfg.min_size,
-          max_size=cfg.max_size, max_objects=cfg.max_objects,
-          void_width=cfg.void_width, max_rotation=cfg.max_rotation,
-          texture_freq=cfg.texture_freq, radius_range=cfg.radius_range)
+      image, label = shapes_render.render_example(cfg.seed, split, index,
+                                                  cfg.style)
       image_id = f'{split}_{index:05d}'
       yield image_id, {
           'image': image,

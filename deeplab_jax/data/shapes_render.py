@@ -19,6 +19,8 @@ deterministic and order-independent.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 CLASS_NAMES = ('background', 'disk', 'square', 'triangle', 'star')
@@ -94,36 +96,46 @@ def void_boundaries(label_HxW, width=1):
   return out
 
 
-def render_example(seed, split, index, min_size=96, max_size=192,
-                   max_objects=4, void_width=1, max_rotation=180.0,
-                   texture_freq=0.35, radius_range=(0.14, 0.3)):
+@dataclasses.dataclass(frozen=True)
+class Style:
+  """How examples look; the defaults are the built-in dataset's."""
+  min_size: int = 96  # Image sides are drawn from [min_size, max_size].
+  max_size: int = 192
+  max_objects: int = 3  # 1..max_objects objects, later ones occluding.
+  void_width: int = 2  # Void within this many pixels of a boundary (~4 px band).
+  max_rotation: float = 0.0  # Degrees either way.
+  texture_freq: float = 0.15  # Highest grating frequency (radians / pixel).
+  radius_range: tuple = (0.22, 0.34)  # Object size, fraction of the short side.
+
+
+def render_example(seed, split, index, style=Style()):
   """Returns (image uint8 HxWx3, label uint8 HxW) for one example."""
   rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-  height = int(rng.integers(min_size, max_size + 1))
-  width = int(rng.integers(min_size, max_size + 1))
+  height = int(rng.integers(style.min_size, style.max_size + 1))
+  width = int(rng.integers(style.min_size, style.max_size + 1))
 
   base = rng.uniform(0, 255, size=3).astype(np.float32)
-  image = base + _texture(rng, height, width, 45.0, texture_freq)
+  image = base + _texture(rng, height, width, 45.0, style.texture_freq)
   label = np.zeros((height, width), np.uint8)
   ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
 
   short = min(height, width)
-  for _ in range(int(rng.integers(1, max_objects + 1))):
+  for _ in range(int(rng.integers(1, style.max_objects + 1))):
     cls = int(rng.integers(1, NUM_CLASSES))
-    radius = rng.uniform(*radius_range) * short
+    radius = rng.uniform(*style.radius_range) * short
     cy = rng.uniform(radius * 0.6, height - radius * 0.6)
     cx = rng.uniform(radius * 0.6, width - radius * 0.6)
     if CLASS_NAMES[cls] == 'disk':
       inside = (ys - cy) ** 2 + (xs - cx) ** 2 < radius ** 2
     else:
-      angle = np.deg2rad(rng.uniform(-1, 1) * max_rotation)
+      angle = np.deg2rad(rng.uniform(-1, 1) * style.max_rotation)
       verts = _shape_vertices(cls, radius, angle)
       inside = _polygon_mask(ys - cy, xs - cx, verts)
     colour = _random_colour(rng, base)
-    shading = _texture(rng, height, width, 25.0, texture_freq)
+    shading = _texture(rng, height, width, 25.0, style.texture_freq)
     image = np.where(inside[..., None], colour + shading, image)
     label[inside] = cls
 
   image += rng.normal(0, 12.0, size=image.shape)
   image = np.clip(np.round(image), 0, 255).astype(np.uint8)
-  return image, void_boundaries(label, void_width)
+  return image, void_boundaries(label, style.void_width)
