@@ -44,14 +44,19 @@ def make_eval_step(config, model, mesh):
                  out_shardings=repl)
 
 
-def evaluate(config, model, variables, mesh, builder=None, split=None):
-  """Scores `variables` on `split` (default config.dataset.eval_split)."""
+def evaluate(config, model, variables, mesh, builder=None, split=None,
+             step_fn=None):
+  """Scores `variables` on `split` (default config.dataset.eval_split).
+
+  Pass `step_fn` from `make_eval_step` when evaluating repeatedly (during
+  training) so the step is traced and compiled once.
+  """
   builder = builder or input_pipeline.get_builder(config.dataset)
   split = split or config.dataset.eval_split
   batch_size = eval_batch_size(config, mesh)
   local = sharding.local_batch_size(batch_size)
   num_batches = input_pipeline.eval_num_batches(builder, split, local)
-  step_fn = make_eval_step(config, model, mesh)
+  step_fn = step_fn or make_eval_step(config, model, mesh)
   confusion = np.zeros((config.dataset.num_classes,) * 2, np.int64)
   start = time.perf_counter()
   for i, batch in enumerate(input_pipeline.eval_iterator(config, builder, split, local)):

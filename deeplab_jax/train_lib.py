@@ -94,8 +94,9 @@ def train_and_evaluate(config, workdir, mesh=None):
   evaluator = None
   if config.eval_every_steps:
     from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
-    evaluator = functools.partial(eval_lib.evaluate, config, model,
-                                  mesh=mesh, builder=builder)
+    evaluator = functools.partial(
+        eval_lib.evaluate, config, model, mesh=mesh, builder=builder,
+        step_fn=eval_lib.make_eval_step(config, model, mesh))
 
   logging.info('Training %d -> %d steps, global batch %d on %d device(s).',
                start_step, config.num_train_steps, config.batch_size, mesh.size)
