@@ -35,7 +35,8 @@ def benchmark(config, steps):
   mesh = sharding.make_mesh()
   sharding.check_divisible(config.batch_size, mesh, 'batch_size')
   model = models.build(config)
-  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, schedule = optim.create_optimizer(
+      config.optim, config.num_train_steps, config.model.batch_norm == 'frozen')
   state = train_step.create_train_state(config, model, tx, mesh)
   step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
 

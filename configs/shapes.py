@@ -45,22 +45,27 @@ def get_config(variant=None):
   config.input.eval_size = 192  # Eval images are padded to this square (>= largest image).
 
   config.model = ml_collections.ConfigDict()
-  config.model.trunk = 'small'  # Backbone: 'small' (narrow) or 'vgg16'; output stride 8.
+  config.model.trunk = 'small'  # Backbone: 'small' (narrow), 'vgg16' or 'resnet'; output stride 8.
   config.model.widths = (24, 48, 96)  # Stride-2 stage widths (strides 2, 4, 8).
   config.model.atrous_widths = (128, 128)  # Atrous stages after output stride 8.
   config.model.atrous_rates = (2, 4)  # Their rates (field of view grows, stride stays 8).
   config.model.residual = False  # ResNet basic blocks after the first stage.
+  config.model.resnet_depth = 101  # trunk 'resnet' only: 50, 101, 152 (14 for tests).
+  config.model.base_width = 64  # 'vgg16' / 'resnet': first conv's width, the rest scale (paper: 64).
+  config.model.vgg_pool5a = False  # trunk 'vgg16' only: LargeFOV's 3x3 average pool before fc6.
+  config.model.multilayer_widths = ()  # v1 "MSc" MLP on image + pool1-4 (VGG: (128, 128)).
+  config.model.input_scales = (1.0,)  # v2 MSC: (1.0, 0.75, 0.5), max-fused.
   config.model.batch_norm = 'train'  # 'train' (global-batch stats), 'frozen' or 'none'.
   config.model.head_rates = (2, 4, 8, 12)  # ASPP-S rates (the paper's {2, 4, 8, 12}), summed.
   config.model.head_kernel_size = 3  # fc6 kernel (v1 DeepLab: 4, DeepLab-7x7: 7).
   config.model.head_hidden = (96,)  # Per-branch hidden widths (VGG ASPP: (1024, 1024)).
   config.model.dropout = 0.0  # Dropout after each hidden head layer (paper: 0.5).
-  config.model.atrous_impl = 'dilation'  # Atrous conv implementation.
+  config.model.atrous_impl = 'dilation'  # 'auto', 'dilation', 'space_to_batch' or 'taps' (same numbers).
   config.model.dtype = 'float32'  # Activation dtype: 'float32' or 'bfloat16' (GPU/TPU).
   config.model.channel_order = 'rgb'  # 'bgr' for Caffe weights.
   config.model.pixel_mean = (123.675, 116.28, 103.53)  # Subtracted, in channel_order.
   config.model.pixel_std = (58.395, 57.12, 57.375)  # Divided by (Caffe: 1, 1, 1).
-  config.model.align_corners = False  # Bilinear upsampling convention (Caffe: True).
+  config.model.align_corners = False  # Bilinear resizing convention (Caffe: True).
 
   config.optim = ml_collections.ConfigDict()
   config.optim.base_lr = 0.1  # Poly schedule: base_lr * (1 - step / steps) ** power.

@@ -80,7 +80,8 @@ def evaluate_checkpoint(config, workdir, step=None, mesh=None):
   """
   mesh = sharding.make_mesh() if mesh is None else mesh
   model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, _ = optim.create_optimizer(
+      config.optim, config.num_train_steps, config.model.batch_norm == 'frozen')
   mngr = checkpoint.manager(workdir, read_only=True)
   state = checkpoint.restore(
       mngr, train_step.abstract_train_state(config, model, tx, mesh), step)

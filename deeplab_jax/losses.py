@@ -39,3 +39,18 @@ def segmentation_loss(logits_BxhxwxC, labels_BxHxW, upsample_logits,
     logits = logits_BxhxwxC
     labels = resize_nearest_labels(labels_BxHxW, logits.shape[1:3])
   return softmax_cross_entropy(logits, labels, ignore_label)
+
+
+def total_loss(outputs, labels_BxHxW, upsample_logits, align_corners=False,
+               ignore_label=255):
+  """`segmentation_loss` of one logits map, or the SUM over a list of maps.
+
+  Multi-scale (MSC) models return [each scale's map..., fused map] in
+  training; the paper sums their four losses, each against the labels resized
+  to its own map. Returns (loss, valid pixels of the first map).
+  """
+  if not isinstance(outputs, (list, tuple)):
+    outputs = [outputs]
+  terms = [segmentation_loss(o, labels_BxHxW, upsample_logits, align_corners,
+                             ignore_label) for o in outputs]
+  return sum(loss for loss, _ in terms), terms[0][1]

@@ -2,7 +2,10 @@
 
 Parameter groups (labels): `backbone`, `classifier_kernel`, `classifier_bias`;
 the classifier is every module named `*classifier*` (the layers the paper
-trains at 10x / 20x the base rate). Weight decay applies to conv kernels only.
+trains at 10x / 20x the base rate: VGG's fc8, every ResNet ASPP branch). With
+frozen BatchNorm its scale and offset (modules named `bn`) form a `frozen`
+group that is never updated and holds no optimizer state. Weight decay applies
+to conv kernels only.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-GROUPS = ('backbone', 'classifier_kernel', 'classifier_bias')
+GROUPS = ('backbone', 'classifier_kernel', 'classifier_bias', 'frozen')
 
 
 def poly_schedule(base_lr, num_steps, power=0.9, warmup_steps=0):
@@ -25,10 +28,12 @@ def poly_schedule(base_lr, num_steps, power=0.9, warmup_steps=0):
   return schedule
 
 
-def param_labels(params):
+def param_labels(params, frozen_batch_norm=False):
   """A tree like `params` with each leaf's group name."""
   def label(path, _):
     names = [str(getattr(k, 'key', k)) for k in path]
+    if frozen_batch_norm and 'bn' in names[:-1]:
+      return 'frozen'
     if any('classifier' in n for n in names[:-1]):
       return 'classifier_bias' if names[-1] == 'bias' else 'classifier_kernel'
     return 'backbone'
@@ -40,8 +45,12 @@ def _is_kernel(params):
       lambda path, _: str(getattr(path[-1], 'key', path[-1])) == 'kernel', params)
 
 
-def create_optimizer(optim_config, num_steps):
-  """Returns (optax transformation, base learning-rate schedule)."""
+def create_optimizer(optim_config, num_steps, frozen_batch_norm=False):
+  """Returns (optax transformation, base learning-rate schedule).
+
+  `frozen_batch_norm` (config.model.batch_norm == 'frozen') puts BatchNorm's
+  scale and offset in the `frozen` group.
+  """
   schedule = poly_schedule(optim_config.base_lr, num_steps, optim_config.power,
                            optim_config.warmup_steps)
   mults = {'backbone': 1.0,
@@ -52,8 +61,10 @@ def create_optimizer(optim_config, num_steps):
                       momentum=optim_config.momentum)
       for name, mult in mults.items()
   }
+  groups['frozen'] = optax.set_to_zero()
   tx = optax.chain(
       optax.add_decayed_weights(optim_config.weight_decay, mask=_is_kernel),
-      optax.multi_transform(groups, param_labels),
+      optax.multi_transform(
+          groups, lambda p: param_labels(p, frozen_batch_norm)),
   )
   return tx, schedule

@@ -66,7 +66,8 @@ def train_and_evaluate(config, workdir, mesh=None):
   mesh = sharding.make_mesh() if mesh is None else mesh
   sharding.check_divisible(config.batch_size, mesh, 'batch_size')
   model = models.build(config)
-  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, schedule = optim.create_optimizer(
+      config.optim, config.num_train_steps, config.model.batch_norm == 'frozen')
 
   mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep)
   if mngr.latest_step() is not None:

@@ -68,7 +68,7 @@ def make_train_step(config, model, tx, schedule, mesh):
           {'params': params, 'batch_stats': state.batch_stats},
           batch['image'], train=True, mutable=['batch_stats'],
           rngs={'dropout': rng})
-      loss, num_valid = losses.segmentation_loss(
+      loss, num_valid = losses.total_loss(
           logits, batch['label'], config.loss.upsample_logits,
           config.model.align_corners, config.dataset.ignore_label)
       return loss, (updates.get('batch_stats', {}), num_valid)

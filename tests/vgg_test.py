@@ -7,7 +7,7 @@ import pytest
 
 from configs import shapes as shapes_config
 from deeplab_jax import models
-from deeplab_jax.models.vgg import caffe_pool_size, max_pool_caffe
+from deeplab_jax.models.pooling import caffe_pool_size, max_pool_caffe
 
 
 def _vgg_config(rates=(12,), kernel=3, hidden=(1024, 1024), num_classes=21):

@@ -1,4 +1,14 @@
-"""Model zoo: `build(config)` turns `config.model` into a flax module."""
+"""Model zoo: `build(config)` turns `config.model` into a flax module.
+
+  trunk 'vgg16'  + head_hidden (1024, 1024), rate 12          v1/v2 LargeFOV
+                 + head_kernel_size 4, hidden (4096, 4096), rate 4   v1 DeepLab
+                 + multilayer_widths (128, 128)               v1 MSc-LargeFOV
+                 + head_rates (6, 12, 18, 24) / (2, 4, 8, 12)   v2 ASPP-L / -S
+  trunk 'resnet' + head_hidden (), rates (6, 12, 18, 24)       v2 ResNet ASPP-L
+                 + head_rates (12,)                           v2 ResNet LargeFOV
+  input_scales (1.0, 0.75, 0.5)                                v2 MSC on any of them
+  trunk 'small'                                                CPU demo / tests
+"""
 
 from __future__ import annotations
 
@@ -6,11 +16,15 @@ import jax.numpy as jnp
 
 from deeplab_jax.errors import UserError
 from deeplab_jax.models.aspp import ASPP
+from deeplab_jax.models.atrous import IMPLEMENTATIONS
 from deeplab_jax.models.deeplab import DeepLab
+from deeplab_jax.models.multilayer import MultiLayerScores
+from deeplab_jax.models.resnet import BLOCKS, ResNet
 from deeplab_jax.models.small import SmallTrunk
 from deeplab_jax.models.vgg import VGG16
 
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+TRUNKS = ('small', 'vgg16', 'resnet')
 
 
 def build(config):
@@ -22,7 +36,15 @@ def build(config):
   m = config.model
   if m.dtype not in _DTYPES:
     raise UserError(f'model.dtype {m.dtype!r} is not one of {sorted(_DTYPES)}')
+  if m.atrous_impl not in IMPLEMENTATIONS:
+    raise UserError(f'model.atrous_impl {m.atrous_impl!r} is not one of {IMPLEMENTATIONS}')
+  if m.batch_norm not in ('train', 'frozen', 'none'):
+    raise UserError(f'model.batch_norm {m.batch_norm!r} is not one of train, frozen, none')
+  scales = tuple(float(s) for s in m.input_scales)
+  if 1.0 not in scales:
+    raise UserError(f'model.input_scales {scales} must include 1.0 (the fused map\'s size)')
   dtype = _DTYPES[m.dtype]
+  multilayer_widths = tuple(m.multilayer_widths)
   if m.trunk == 'small':
     trunk = SmallTrunk(widths=tuple(m.widths),
                        atrous_widths=tuple(m.atrous_widths),
@@ -31,13 +53,30 @@ def build(config):
                        batch_norm=m.batch_norm, atrous_impl=m.atrous_impl,
                        dtype=dtype)
   elif m.trunk == 'vgg16':
-    trunk = VGG16(atrous_impl=m.atrous_impl, dtype=dtype)
+    trunk = VGG16(pool5a=m.vgg_pool5a, return_skips=bool(multilayer_widths),
+                  base_width=m.base_width,
+                  atrous_impl=m.atrous_impl, dtype=dtype)
+  elif m.trunk == 'resnet':
+    if m.resnet_depth not in BLOCKS:
+      raise UserError(f'model.resnet_depth {m.resnet_depth} is not one of {sorted(BLOCKS)}')
+    if m.batch_norm == 'none':
+      raise UserError("model.batch_norm 'none' is not available for ResNet")
+    trunk = ResNet(depth=m.resnet_depth, base_width=m.base_width,
+                   batch_norm=m.batch_norm,
+                   atrous_impl=m.atrous_impl, dtype=dtype)
   else:
-    raise UserError(f'model.trunk {m.trunk!r} is not one of ["small", "vgg16"]')
+    raise UserError(f'model.trunk {m.trunk!r} is not one of {list(TRUNKS)}')
+  if multilayer_widths and m.trunk != 'vgg16':
+    raise UserError('model.multilayer_widths (v1 MSc) needs model.trunk=vgg16')
   head = ASPP(num_classes=config.dataset.num_classes,
               rates=tuple(m.head_rates), hidden=tuple(m.head_hidden),
               kernel_size=m.head_kernel_size,
               dropout=m.dropout, atrous_impl=m.atrous_impl, dtype=dtype)
-  return DeepLab(trunk=trunk, head=head, pixel_mean=tuple(m.pixel_mean),
-                 pixel_std=tuple(m.pixel_std), channel_order=m.channel_order,
-                 dtype=dtype)
+  multilayer = None
+  if multilayer_widths:
+    multilayer = MultiLayerScores(config.dataset.num_classes, multilayer_widths,
+                                  dropout=m.dropout, dtype=dtype)
+  return DeepLab(trunk=trunk, head=head, multilayer=multilayer,
+                 input_scales=scales, align_corners=m.align_corners,
+                 pixel_mean=tuple(m.pixel_mean), pixel_std=tuple(m.pixel_std),
+                 channel_order=m.channel_order, dtype=dtype)

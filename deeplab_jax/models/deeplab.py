@@ -1,27 +1,53 @@
-"""DeepLab = input normalisation -> trunk (output stride 8) -> head.
+"""DeepLab = input normalisation -> trunk (output stride 8) -> head, over scales.
 
 Input convention (every model): NHWC images, RGB channel order, values 0-255
 (uint8 or float). The model itself reorders channels (`channel_order='bgr'` for
 Caffe weights), subtracts `pixel_mean` and divides by `pixel_std`, both given in
 the model's channel order. `apply(variables, images, train=False)` returns
 float32 logits at output stride 8: a size-n side gives ceil(n / 8) (321 -> 41).
+
+Multi-scale inputs (v2's MSC): with `input_scales` = (1, 0.75, 0.5) the same
+network (shared parameters) runs on the normalised input resized bilinearly by
+each factor; the score maps are resized to the scale-1 map and fused by
+per-pixel max. In training the model returns [map at each scale..., fused] so
+the loss can sum them all, as the paper trains; at test, the fused map.
+Resizing follows `align_corners`: True is Caffe's `Interp` (a side n becomes
+floor((n - 1) * s) + 1, corners aligned: 321 -> 241, 161), False is the
+PyTorch port's `interpolate(scale_factor=s)` (floor(n * s), samples 1 / s
+apart: 321 -> 240, 160).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from deeplab_jax.models.resize import resize_bilinear, resize_by_scale
 
 
 class DeepLab(nn.Module):
   trunk: nn.Module
   head: nn.Module
+  multilayer: Optional[nn.Module] = None  # v1 "MSc" scores from trunk skips.
+  input_scales: Sequence[float] = (1.0,)
+  align_corners: bool = False
   pixel_mean: Sequence[float] = (123.675, 116.28, 103.53)
   pixel_std: Sequence[float] = (58.395, 57.12, 57.375)
   channel_order: str = 'rgb'
   dtype: Any = jnp.float32
+
+  def scores(self, x, train):
+    """Class scores (float32) of the network at one scale."""
+    features = self.trunk(x.astype(self.dtype), train=train)
+    skips = None
+    if isinstance(features, tuple):
+      features, skips = features
+    logits = self.head(features, train=train)
+    if self.multilayer is not None:
+      logits = logits + self.multilayer(skips, logits.shape[1:3], train=train)
+    return logits.astype(jnp.float32)
 
   @nn.compact
   def __call__(self, images_BxHxWx3, train: bool = False):
@@ -30,6 +56,15 @@ class DeepLab(nn.Module):
       x = x[..., ::-1]
     x = (x - jnp.asarray(self.pixel_mean, jnp.float32)) / jnp.asarray(
         self.pixel_std, jnp.float32)
-    features = self.trunk(x.astype(self.dtype), train=train)
-    logits = self.head(features, train=train)
-    return logits.astype(jnp.float32)
+    scales = tuple(self.input_scales)
+    if scales == (1.0,):
+      return self.scores(x, train)
+    if 1.0 not in scales:
+      raise ValueError(f'input_scales {scales} must include 1.0')
+    maps = [self.scores(resize_by_scale(x, s, self.align_corners), train)
+            for s in scales]
+    size = maps[scales.index(1.0)].shape[1:3]
+    fused = resize_bilinear(maps[0], size, self.align_corners)
+    for m in maps[1:]:
+      fused = jnp.maximum(fused, resize_bilinear(m, size, self.align_corners))
+    return maps + [fused] if train else fused

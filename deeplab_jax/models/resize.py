@@ -17,15 +17,21 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=256)
-def interpolation_matrix(size_in: int, size_out: int,
-                         align_corners: bool) -> np.ndarray:
-  """(size_out, size_in) float32 linear-interpolation weights."""
+def interpolation_matrix(size_in: int, size_out: int, align_corners: bool,
+                         step: float | None = None) -> np.ndarray:
+  """(size_out, size_in) float32 linear-interpolation weights.
+
+  Half-pixel sampling (align_corners False) reads source position
+  (o + 0.5) * step - 0.5, `step` defaulting to size_in / size_out (PyTorch's
+  `interpolate(scale_factor=s)` uses step 1 / s instead).
+  """
   out = np.arange(size_out, dtype=np.float64)
   if align_corners:
     scale = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
     src = out * scale
   else:
-    src = (out + 0.5) * (size_in / size_out) - 0.5
+    step = size_in / size_out if step is None else step
+    src = (out + 0.5) * step - 0.5
     src = np.clip(src, 0.0, size_in - 1)
   lo = np.floor(src).astype(np.int64)
   hi = np.minimum(lo + 1, size_in - 1)
@@ -36,17 +42,40 @@ def interpolation_matrix(size_in: int, size_out: int,
   return matrix.astype(np.float32)
 
 
-def resize_bilinear(x_BxHxWxC, size, align_corners=False):
+def resize_bilinear(x_BxHxWxC, size, align_corners=False, step=None):
   """Bilinear resize of NHWC `x` to `size` = (height, width)."""
   _, h, w, _ = x_BxHxWxC.shape
   out_h, out_w = size
-  if (h, w) == (out_h, out_w):
+  if (h, w) == (out_h, out_w) and step is None:
     return x_BxHxWxC
   dtype = x_BxHxWxC.dtype
-  mh = jnp.asarray(interpolation_matrix(h, out_h, align_corners), dtype)
-  mw = jnp.asarray(interpolation_matrix(w, out_w, align_corners), dtype)
+  mh = jnp.asarray(interpolation_matrix(h, out_h, align_corners, step), dtype)
+  mw = jnp.asarray(interpolation_matrix(w, out_w, align_corners, step), dtype)
   y = jnp.einsum('oh,bhwc->bowc', mh, x_BxHxWxC)
   return jnp.einsum('pw,bowc->bopc', mw, y)
+
+
+def scaled_size(size, scale, align_corners):
+  """A side's length after resizing by `scale` (see `resize_by_scale`)."""
+  if align_corners:
+    return int(np.floor((size - 1) * scale + 1e-9)) + 1
+  return int(np.floor(size * scale + 1e-9))
+
+
+def resize_by_scale(x_BxHxWxC, scale, align_corners=False):
+  """Resizes by a factor, the way the two reference implementations do.
+
+  align_corners=True (Caffe's `Interp` with shrink/zoom factors): a side n
+  becomes floor((n - 1) * scale) + 1, corners aligned (321 -> 241 at 0.75).
+  False (PyTorch's `interpolate(scale_factor=scale)`): floor(n * scale), the
+  source sampled every 1 / scale pixels (321 -> 240 at 0.75).
+  """
+  if scale == 1.0:
+    return x_BxHxWxC
+  _, h, w, _ = x_BxHxWxC.shape
+  size = (scaled_size(h, scale, align_corners), scaled_size(w, scale, align_corners))
+  return resize_bilinear(x_BxHxWxC, size, align_corners,
+                         None if align_corners else 1.0 / scale)
 
 
 def resize_nearest_labels(labels_BxHxW, size):

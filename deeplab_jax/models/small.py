@@ -16,29 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.models.atrous import AtrousConv
-
-
-class ConvBN(nn.Module):
-  """3x3 atrous conv -> BatchNorm (or bias) -> optional ReLU."""
-  features: int
-  stride: int = 1
-  rate: int = 1
-  relu: bool = True
-  batch_norm: str = 'train'  # 'train' | 'frozen' | 'none'
-  atrous_impl: str = 'dilation'
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    use_bn = self.batch_norm != 'none'
-    x = AtrousConv(self.features, 3, rate=self.rate, stride=self.stride,
-                   use_bias=not use_bn, impl=self.atrous_impl,
-                   dtype=self.dtype, name='conv')(x)
-    if use_bn:
-      x = nn.BatchNorm(use_running_average=not train or self.batch_norm == 'frozen',
-                       momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-                       name='bn')(x)
-    return nn.relu(x) if self.relu else x
+from deeplab_jax.models.conv_bn import ConvBN
 
 
 class BasicBlock(nn.Module):
