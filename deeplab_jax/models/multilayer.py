@@ -18,16 +18,28 @@ import jax.numpy as jnp
 from deeplab_jax.models.atrous import AtrousConv
 
 
-def stride_to(size, target):
-  """The stride s in (1, 2, 4, 8) with ceil(size / s) == target."""
-  for s in (1, 2, 4, 8):
-    if -(-size // s) == target:
-      return s
-  raise ValueError(f'no stride maps size {size} onto {target}')
+# Strides bringing the image, pool1, pool2, pool3 and pool4 to output stride 8.
+STRIDES = (8, 4, 2, 1, 1)
+
+
+def fit_to(x_BxHxWxC, size):
+  """Zero-pads (bottom/right) or crops to `size`.
+
+  Only needed off the 8k + 1 sizes the prototxt was built for (321, 513):
+  there the trunk's three ceil-mode pools round up where a strided conv
+  rounds down, and the maps differ by a pixel.
+  """
+  h, w = size
+  x = x_BxHxWxC[:, :h, :w]
+  return jnp.pad(x, ((0, 0), (0, h - x.shape[1]), (0, w - x.shape[2]), (0, 0)))
 
 
 class MultiLayerScores(nn.Module):
-  """Sum over skips of score(mlp(skip)); parameters under `msc{i}_*`."""
+  """Sum over skips of score(mlp(skip)); parameters under `msc{i}_*`.
+
+  `skips` are [image, pool1, pool2, pool3, pool4]; the first conv of each MLP
+  is 3x3 with pad 1 at stride 8, 4, 2, 1, 1 (321 -> 41 from every skip).
+  """
   num_classes: int
   widths: Sequence[int] = (128, 128)
   dropout: float = 0.5
@@ -36,10 +48,7 @@ class MultiLayerScores(nn.Module):
   @nn.compact
   def __call__(self, skips, out_size, train: bool):
     total = None
-    for i, x in enumerate(skips, start=1):
-      stride = stride_to(x.shape[1], out_size[0])
-      if stride_to(x.shape[2], out_size[1]) != stride:
-        raise ValueError(f'skip {i} of shape {x.shape} does not map onto {out_size}')
+    for i, (x, stride) in enumerate(zip(skips, STRIDES), start=1):
       for j, width in enumerate(self.widths):
         first = j == 0
         x = AtrousConv(width, 3 if first else 1, stride=stride if first else 1,
@@ -51,5 +60,6 @@ class MultiLayerScores(nn.Module):
       y = AtrousConv(self.num_classes, 1, dtype=self.dtype,
                      kernel_init=nn.initializers.normal(0.01),
                      name=f'msc{i}_classifier')(x)
+      y = fit_to(y, out_size)
       total = y if total is None else total + y
     return total

@@ -1,0 +1,77 @@
+"""Every atrous implementation gives the same numbers, equal to PyTorch's conv2d."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deeplab_jax.models import atrous
+
+torch = pytest.importorskip('torch')
+
+IMPLS = ('dilation', 'space_to_batch', 'taps', 'auto')
+# (batch, height, width, in, out, kernel, rate): odd sizes, an even kernel (v1's
+# 4x4), a rate larger than the map (taps wholly in the padding), narrow outputs.
+CASES = [(2, 9, 11, 5, 4, 3, 2), (1, 13, 7, 6, 3, 3, 5), (1, 10, 9, 4, 4, 4, 4),
+         (2, 7, 6, 8, 2, 3, 12), (1, 12, 12, 16, 3, 7, 3), (1, 11, 13, 3, 5, 3, 1)]
+
+
+def _torch_conv(x, kernel, rate):
+  k = kernel.shape[0]
+  lo, hi = atrous.same_padding(k, rate)
+  xt = torch.nn.functional.pad(torch.from_numpy(x.transpose(0, 3, 1, 2)), (lo, hi, lo, hi))
+  w = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+  return torch.nn.functional.conv2d(xt, w, dilation=rate).numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize('case', CASES, ids=str)
+def test_implementations_match_pytorch_and_each_other(case):
+  b, h, w, c, o, k, rate = case
+  rng = np.random.default_rng(sum(case))
+  x = rng.normal(size=(b, h, w, c)).astype(np.float32)
+  kernel = rng.normal(size=(k, k, c, o)).astype(np.float32)
+  expected = _torch_conv(x, kernel, rate)
+  assert expected.shape == (b, h, w, o)  # 'same' size.
+  scale = np.abs(expected).max()
+  for impl in IMPLS:
+    got = jax.jit(atrous.atrous_conv, static_argnums=(2, 3, 4))(x, kernel, rate, 1, impl)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * scale, err_msg=impl)
+
+
+def test_gradients_match_across_implementations():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 9, 10, 6)).astype(np.float32)
+  kernel = rng.normal(size=(3, 3, 6, 2)).astype(np.float32)
+
+  def grads(impl):
+    loss = lambda x, k: jnp.sum(jnp.sin(atrous.atrous_conv(x, k, 3, 1, impl)))
+    return jax.grad(loss, argnums=(0, 1))(x, kernel)
+
+  gx, gk = grads('dilation')
+  for impl in ('space_to_batch', 'taps'):
+    hx, hk = grads(impl)
+    np.testing.assert_allclose(hx, gx, rtol=1e-4, atol=1e-4 * np.abs(gx).max())
+    np.testing.assert_allclose(hk, gk, rtol=1e-4, atol=1e-4 * np.abs(gk).max())
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_pointwise_and_strided_convs_match_pytorch(stride):
+  rng = np.random.default_rng(stride)
+  x = rng.normal(size=(1, 9, 8, 5)).astype(np.float32)
+  for k in (1, 3, 7):
+    kernel = rng.normal(size=(k, k, 5, 4)).astype(np.float32)
+    got = atrous.atrous_conv(x, kernel, 1, stride)
+    pad = (k - 1) // 2
+    expected = torch.nn.functional.conv2d(
+        torch.from_numpy(x.transpose(0, 3, 1, 2)),
+        torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))),
+        stride=stride, padding=pad).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_auto_picks_taps_for_narrow_outputs_on_cpu_only():
+  assert atrous.resolve_impl('auto', 2048, 21, 'cpu') == 'taps'
+  assert atrous.resolve_impl('auto', 512, 512, 'cpu') == 'dilation'
+  assert atrous.resolve_impl('auto', 2048, 21, 'gpu') == 'dilation'
+  with pytest.raises(ValueError, match='not one of'):
+    atrous.resolve_impl('winograd', 1, 1)
