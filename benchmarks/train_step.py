@@ -1,7 +1,7 @@
 """Train-step throughput and achieved FLOP rate on synthetic inputs (no TensorFlow).
 
-    python benchmarks/train_step.py --config configs/shapes.py
-    python benchmarks/train_step.py --config configs/shapes.py --config.model.dtype=bfloat16
+    python -m benchmarks.train_step --config configs/shapes.py
+    python -m benchmarks.train_step --config configs/shapes.py --config.model.dtype=bfloat16
 
 Times the jitted, data-parallel train step of `config` on random uint8 images
 and labels of the config's crop and global batch, over all local devices.
@@ -10,15 +10,14 @@ JSON line (also written to --json_out if given).
 """
 
 import json
-import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from benchmarks import timing
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
@@ -47,19 +46,16 @@ def benchmark(config, steps):
       'label': rng.integers(0, config.dataset.num_classes,
                             (batch_size, size, size)).astype(np.int32),
   }, mesh)
-  cost = step_fn.lower(state, batch).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', 0.0))
+  flops = timing.xla_flops(step_fn, state, batch)
+  holder = {'state': state}
 
-  state, metrics = step_fn(state, batch)  # Warm-up (compilation).
-  jax.block_until_ready(metrics)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step_fn(state, batch)
-  jax.block_until_ready(metrics)
-  seconds = (time.perf_counter() - start) / steps
+  def run():
+    holder['state'], metrics = step_fn(holder['state'], batch)
+    return metrics
+
+  seconds, metrics = timing.time_calls(run, steps)
   return {
-      'device': f'{jax.device_count()} x {jax.devices()[0].device_kind}',
+      'device': timing.device_name(),
       'dtype': config.model.dtype, 'batch_size': batch_size, 'crop_size': size,
       'ms_per_step': round(seconds * 1e3, 2),
       'images_per_sec': round(batch_size / seconds, 1),

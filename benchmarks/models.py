@@ -1,0 +1,207 @@
+"""Forward and train-step speed of a model config, per atrous implementation,
+optionally side by side with the same network in PyTorch (CPU).
+
+    python -m benchmarks.models --config configs/voc_aspp.py \
+        --config.model.input_scales=1.0 --impls=auto,dilation --torch
+
+For each implementation in --impls: the jitted forward (`train=False`) at each
+batch in --forward_batches and the full train step (loss, gradients, SGD
+update; the config's BatchNorm mode) at --train_batch, on random inputs at
+`config.input.crop_size`. Prints one JSON line per measurement: ms per call,
+images/s, GFLOP per image from XLA's cost analysis, achieved GFLOP/s and
+compile seconds. With --torch, the same network in PyTorch
+(benchmarks/torch_deeplab.py: same layers, frozen BN as the port) is timed at
+the same shapes and each JAX line gets `torch_ms` and `ratio` (JAX / PyTorch;
+below 1 = JAX faster). Results in benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from benchmarks import timing
+from deeplab_jax import models
+from deeplab_jax import optim
+from deeplab_jax import sharding
+from deeplab_jax import train_step
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
+                                          lock_config=True)
+_IMPLS = flags.DEFINE_list('impls', ['auto'], 'Atrous implementations to time.')
+_FORWARD_BATCHES = flags.DEFINE_list('forward_batches', ['1', '4'],
+                                     'Forward batch sizes (empty: none).')
+_TRAIN_BATCH = flags.DEFINE_integer('train_batch', 2, 'Train-step batch (0: skip).')
+_STEPS = flags.DEFINE_integer('steps', 3, 'Timed calls (after one warm-up call).')
+_TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch network.')
+_JSON_OUT = flags.DEFINE_string('json_out', None, 'Also append the lines here.')
+flags.mark_flags_as_required(['config'])
+
+
+def _inputs(config, batch, seed=0):
+  rng = np.random.default_rng(seed)
+  size = config.input.crop_size
+  images = rng.integers(0, 256, (batch, size, size, 3), np.uint8)
+  labels = rng.integers(0, config.dataset.num_classes, (batch, size, size)).astype(np.int32)
+  return images, labels
+
+
+def _record(config, framework, mode, batch, seconds, flops=None, compile_s=None):
+  out = {'framework': framework, 'mode': mode, 'trunk': config.model.trunk,
+         'head_rates': list(config.model.head_rates),
+         'input_scales': list(config.model.input_scales),
+         'impl': config.model.atrous_impl if framework == 'jax' else 'torch',
+         'dtype': config.model.dtype, 'batch': batch,
+         'crop': config.input.crop_size, 'device': timing.device_name(),
+         'ms': round(seconds * 1e3, 1),
+         'images_per_sec': round(batch / seconds, 2)}
+  if flops:
+    out['gflop_per_image'] = round(flops / batch / 1e9, 1)
+    out['gflop_per_sec'] = round(flops / seconds / 1e9, 1)
+  if compile_s is not None:
+    out['compile_s'] = round(compile_s, 1)
+  return out
+
+
+def time_jax_forward(config, batch, steps):
+  model = models.build(config)
+  images, _ = _inputs(config, batch)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images[:1])
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  start = time.perf_counter()
+  flops = timing.xla_flops(forward, variables, images)
+  jax.block_until_ready(forward(variables, images))
+  compile_s = time.perf_counter() - start
+  seconds, _ = timing.time_calls(lambda: forward(variables, images), steps, warmup=0)
+  return _record(config, 'jax', 'forward', batch, seconds, flops, compile_s)
+
+
+def time_jax_train_step(config, batch, steps):
+  config = config.copy_and_resolve_references()
+  config.batch_size = batch
+  mesh = sharding.make_mesh()
+  sharding.check_divisible(batch, mesh, 'train_batch')
+  model = models.build(config)
+  tx, schedule = optim.create_optimizer(
+      config.optim, config.num_train_steps, config.model.batch_norm == 'frozen')
+  state = train_step.create_train_state(config, model, tx, mesh)
+  step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
+  images, labels = _inputs(config, batch)
+  data = sharding.to_global({'image': images, 'label': labels}, mesh)
+  start = time.perf_counter()
+  flops = timing.xla_flops(step_fn, state, data)
+  holder = {'state': state}
+
+  def run():
+    holder['state'], metrics = step_fn(holder['state'], data)
+    return metrics
+
+  jax.block_until_ready(run())
+  compile_s = time.perf_counter() - start
+  seconds, metrics = timing.time_calls(run, steps, warmup=0)
+  assert bool(jnp.isfinite(metrics['loss']))
+  return _record(config, 'jax', 'train_step', batch, seconds, flops, compile_s)
+
+
+# -------------------------------------------------------------- PyTorch ----
+
+def torch_model(config):
+  """The PyTorch twin of `config.model` (ResNet or VGG trunks)."""
+  from benchmarks import torch_deeplab  # pylint: disable=import-outside-toplevel
+  m = config.model
+  classes = config.dataset.num_classes
+  if m.trunk == 'resnet':
+    net = torch_deeplab.ResNetASPP(classes, m.resnet_depth, m.base_width,
+                                   tuple(m.head_rates))
+  elif m.trunk == 'vgg16':
+    net = torch_deeplab.VGGHead(classes, tuple(m.head_rates), m.head_kernel_size,
+                                tuple(m.head_hidden), m.vgg_pool5a, m.base_width,
+                                m.dropout)
+  else:
+    raise ValueError(f'no PyTorch twin for trunk {m.trunk!r}')
+  if tuple(m.input_scales) != (1.0,):
+    net = torch_deeplab.MSC(net, tuple(m.input_scales), m.align_corners)
+  return net
+
+
+def time_torch(config, mode, batch, steps):
+  import torch  # pylint: disable=import-outside-toplevel
+  import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
+  net = torch_model(config)
+  images, labels = _inputs(config, batch)
+  x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32))
+  y = torch.from_numpy(labels.astype(np.int64))
+  if mode == 'forward':
+    net.eval()
+
+    def run():
+      with torch.no_grad():
+        return net(x)
+  else:
+    net.train()
+    base = net.base if hasattr(net, 'base') else net
+    if config.model.batch_norm == 'frozen' and hasattr(base, 'freeze_bn'):
+      base.freeze_bn()
+    sgd = torch.optim.SGD([p for p in net.parameters() if p.requires_grad],
+                          lr=1e-9, momentum=0.9, weight_decay=5e-4)
+
+    def run():
+      sgd.zero_grad()
+      outputs = net(x)
+      outputs = outputs if isinstance(outputs, list) else [outputs]
+      loss = 0
+      for out in outputs:  # Labels shrunk by nearest to each map, as the paper.
+        small = F.interpolate(y[:, None].float(), size=out.shape[2:], mode='nearest')
+        loss = loss + F.cross_entropy(out, small[:, 0].long(), ignore_index=255)
+      loss.backward()
+      sgd.step()
+      return loss.item()
+
+  run()  # Warm-up.
+  start = time.perf_counter()
+  for _ in range(steps):
+    run()
+  seconds = (time.perf_counter() - start) / steps
+  return _record(config, 'torch', mode, batch, seconds)
+
+
+def main(argv):
+  del argv
+  base = _CONFIG.value
+  plan = [('forward', int(b)) for b in _FORWARD_BATCHES.value]
+  if _TRAIN_BATCH.value:
+    plan.append(('train_step', _TRAIN_BATCH.value))
+  torch_ms = {}
+  if _TORCH.value:
+    for mode, batch in plan:
+      line = time_torch(base, mode, batch, _STEPS.value)
+      torch_ms[mode, batch] = line['ms']
+      _emit(line)
+  for impl in _IMPLS.value:
+    config = base.copy_and_resolve_references()
+    config.model.atrous_impl = impl
+    for mode, batch in plan:
+      fn = time_jax_forward if mode == 'forward' else time_jax_train_step
+      line = fn(config, batch, _STEPS.value)
+      if (mode, batch) in torch_ms:
+        line['torch_ms'] = torch_ms[mode, batch]
+        line['ratio'] = round(line['ms'] / torch_ms[mode, batch], 3)
+      _emit(line)
+
+
+def _emit(line):
+  print(json.dumps(line), flush=True)
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, 'a') as f:
+      f.write(json.dumps(line) + '\n')
+
+
+if __name__ == '__main__':
+  app.run(main)
