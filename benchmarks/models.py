@@ -33,16 +33,6 @@ from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
-                                          lock_config=True)
-_IMPLS = flags.DEFINE_list('impls', ['auto'], 'Atrous implementations to time.')
-_FORWARD_BATCHES = flags.DEFINE_list('forward_batches', ['1', '4'],
-                                     'Forward batch sizes (empty: none).')
-_TRAIN_BATCH = flags.DEFINE_integer('train_batch', 2, 'Train-step batch (0: skip).')
-_STEPS = flags.DEFINE_integer('steps', 3, 'Timed calls (after one warm-up call).')
-_TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch network.')
-_JSON_OUT = flags.DEFINE_string('json_out', None, 'Also append the lines here.')
-flags.mark_flags_as_required(['config'])
 
 
 def _inputs(config, batch, seed=0):
@@ -174,22 +164,23 @@ def time_torch(config, mode, batch, steps):
 
 def main(argv):
   del argv
-  base = _CONFIG.value
-  plan = [('forward', int(b)) for b in _FORWARD_BATCHES.value]
-  if _TRAIN_BATCH.value:
-    plan.append(('train_step', _TRAIN_BATCH.value))
+  f = flags.FLAGS
+  base = f.config
+  plan = [('forward', int(b)) for b in f.forward_batches]
+  if f.train_batch:
+    plan.append(('train_step', f.train_batch))
   torch_ms = {}
-  if _TORCH.value:
+  if f.torch:
     for mode, batch in plan:
-      line = time_torch(base, mode, batch, _STEPS.value)
+      line = time_torch(base, mode, batch, f.steps)
       torch_ms[mode, batch] = line['ms']
       _emit(line)
-  for impl in _IMPLS.value:
+  for impl in f.impls:
     config = base.copy_and_resolve_references()
     config.model.atrous_impl = impl
     for mode, batch in plan:
       fn = time_jax_forward if mode == 'forward' else time_jax_train_step
-      line = fn(config, batch, _STEPS.value)
+      line = fn(config, batch, f.steps)
       if (mode, batch) in torch_ms:
         line['torch_ms'] = torch_ms[mode, batch]
         line['ratio'] = round(line['ms'] / torch_ms[mode, batch], 3)
@@ -198,10 +189,23 @@ def main(argv):
 
 def _emit(line):
   print(json.dumps(line), flush=True)
-  if _JSON_OUT.value:
-    with open(_JSON_OUT.value, 'a') as f:
+  if flags.FLAGS.json_out:
+    with open(flags.FLAGS.json_out, 'a') as f:
       f.write(json.dumps(line) + '\n')
 
 
+def define_flags():
+  """Command-line flags (defined only when run as a script, so tests can import)."""
+  config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
+  flags.DEFINE_list('impls', ['auto'], 'Atrous implementations to time.')
+  flags.DEFINE_list('forward_batches', ['1', '4'], 'Forward batch sizes (empty: none).')
+  flags.DEFINE_integer('train_batch', 2, 'Train-step batch (0: skip).')
+  flags.DEFINE_integer('steps', 3, 'Timed calls (after one warm-up call).')
+  flags.DEFINE_bool('torch', False, 'Also time the PyTorch network.')
+  flags.DEFINE_string('json_out', None, 'Also append the lines here.')
+  flags.mark_flags_as_required(['config'])
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

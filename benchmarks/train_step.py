@@ -23,11 +23,6 @@ from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.',
-                                          lock_config=True)
-_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps (after one warm-up step).')
-_JSON_OUT = flags.DEFINE_string('json_out', None, 'Also write the result here.')
-flags.mark_flags_as_required(['config'])
 
 
 def benchmark(config, steps):
@@ -68,12 +63,16 @@ def benchmark(config, steps):
 
 def main(argv):
   del argv
-  result = benchmark(_CONFIG.value, _STEPS.value)
+  result = benchmark(flags.FLAGS.config, flags.FLAGS.steps)
   print(json.dumps(result))
-  if _JSON_OUT.value:
-    with open(_JSON_OUT.value, 'w') as f:
+  if flags.FLAGS.json_out:
+    with open(flags.FLAGS.json_out, 'w') as f:
       json.dump(result, f, indent=2)
 
 
 if __name__ == '__main__':
+  config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
+  flags.DEFINE_integer('steps', 20, 'Timed steps (after one warm-up step).')
+  flags.DEFINE_string('json_out', None, 'Also write the result here.')
+  flags.mark_flags_as_required(['config'])
   app.run(main)
