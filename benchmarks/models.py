@@ -32,6 +32,7 @@ from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step
+from deeplab_jax import xla_flags
 
 
 
@@ -165,11 +166,7 @@ def time_torch(config, mode, batch, steps):
       sgd.step()
       return loss.item()
 
-  run()  # Warm-up.
-  start = time.perf_counter()
-  for _ in range(steps):
-    run()
-  seconds = (time.perf_counter() - start) / steps
+  seconds, _ = timing.time_calls(run, steps)
   return _record(config, 'torch', mode, batch, seconds)
 
 
@@ -180,22 +177,23 @@ def main(argv):
   plan = [('forward', int(b)) for b in f.forward_batches]
   if f.train_batch:
     plan.append(('train_step', f.train_batch))
-  torch_ms = {}
-  if f.torch:
-    for mode, batch in plan:
-      line = time_torch(base, mode, batch, f.steps)
-      torch_ms[mode, batch] = line['ms']
-      _emit(line)
-  for impl in f.impls:
+  jax_lines = []
+  for impl in f.impls:  # JAX first: PyTorch's idle OpenMP threads spin a while.
     config = base.copy_and_resolve_references()
     config.model.atrous_impl = impl
     for mode, batch in plan:
       fn = time_jax_forward if mode == 'forward' else time_jax_train_step
-      line = fn(config, batch, f.steps)
-      if (mode, batch) in torch_ms:
-        line['torch_ms'] = torch_ms[mode, batch]
-        line['ratio'] = round(line['ms'] / torch_ms[mode, batch], 3)
+      jax_lines.append(fn(config, batch, f.steps))
+      _emit(jax_lines[-1])
+  if f.torch:
+    for mode, batch in plan:
+      line = time_torch(base, mode, batch, f.steps)
       _emit(line)
+      for jax_line in jax_lines:
+        if (jax_line['mode'], jax_line['batch']) == (mode, batch):
+          _emit({'ratio': round(jax_line['ms'] / line['ms'], 3),
+                 'jax_impl': jax_line['impl'], 'mode': mode, 'batch': batch,
+                 'jax_ms': jax_line['ms'], 'torch_ms': line['ms']})
 
 
 def _emit(line):
@@ -218,5 +216,6 @@ def define_flags():
 
 
 if __name__ == '__main__':
+  xla_flags.set_defaults()
   define_flags()
   app.run(main)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import jax
+import numpy as np
 
 
 def xla_flops(jitted, *args):
@@ -15,16 +16,19 @@ def xla_flops(jitted, *args):
 
 
 def time_calls(fn, steps, warmup=1):
-  """Mean seconds per call of `fn()` after `warmup` calls (results blocked on)."""
+  """Median seconds of `steps` calls of `fn()`, each waited for, after `warmup`.
+
+  The median, not the mean: shared CPUs see other tenants' bursts.
+  """
   out = None
   for _ in range(warmup):
-    out = fn()
-  jax.block_until_ready(out)
-  start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+  seconds = []
   for _ in range(steps):
-    out = fn()
-  jax.block_until_ready(out)
-  return (time.perf_counter() - start) / steps, out
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    seconds.append(time.perf_counter() - start)
+  return float(np.median(seconds)), out
 
 
 def device_name():

@@ -149,7 +149,7 @@ def load_flax_variables(model, variables):
   flat = {}
   for collection in ('params', 'batch_stats'):
     for path, value in jax_leaves(variables.get(collection, {})):
-      flat[path] = np.asarray(value)
+      flat[path] = np.array(value)  # A writable copy.
   for path, value in flat.items():
     name = _map_name(model, path)
     if value.ndim == 4:

@@ -22,6 +22,7 @@ from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step
+from deeplab_jax import xla_flags
 
 
 
@@ -71,6 +72,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  xla_flags.set_defaults()
   config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
   flags.DEFINE_integer('steps', 20, 'Timed steps (after one warm-up step).')
   flags.DEFINE_string('json_out', None, 'Also write the result here.')

@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 
 from deeplab_jax import logs
+from deeplab_jax import xla_flags
 from deeplab_jax.errors import UserError
 
 # What ml_collections raises while loading or overriding a config file.
@@ -35,6 +36,8 @@ def _parse_flags(argv):
 
 def run(main):
   """`app.run` for an entry point whose `main()` takes no arguments."""
+  xla_flags.set_defaults()
+
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')

@@ -7,6 +7,10 @@ import tempfile
 os.environ['XLA_FLAGS'] = ' '.join(
     [os.environ.get('XLA_FLAGS', ''), '--xla_force_host_platform_device_count=8']).strip()
 os.environ['JAX_PLATFORMS'] = 'cpu'
+
+from deeplab_jax import xla_flags  # pylint: disable=g-import-not-at-top
+
+xla_flags.set_defaults()  # Tests run what train.py / evaluate.py run.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Compiled programs are shared between tests and the CLI subprocesses.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',

@@ -1,0 +1,41 @@
+"""XLA flags the entry points set before JAX's first computation.
+
+On CPU, XLA 0.10 hands matmuls and convolutions to YNNPACK but leaves the
+elementwise work around them (BatchNorm, ReLU, residual adds) to its own loop
+fusions, and for ResNet these re-compute the whole residual stream of earlier
+blocks inside every block (quadratic in depth: a third of the ResNet-101
+forward). `--xla_cpu_experimental_ynn_fusion_type=+eltwise` lets YNNPACK take
+the elementwise ops too: ResNet-101 ASPP forward at 321x321 on 2 cores went
+from ~1.6 s to ~1.1-1.2 s (benchmarks/README.md). The flag is experimental, so
+it is only added for the jaxlib versions it was measured on, and never over a
+setting the user made in XLA_FLAGS.
+"""
+
+from __future__ import annotations
+
+import os
+
+_TESTED_JAXLIB = ('0.10.',)
+CPU_FLAGS = {'--xla_cpu_experimental_ynn_fusion_type': '+eltwise'}
+
+
+def default_flags(jaxlib_version=None):
+  """The flags to add for this jaxlib (none for untested versions)."""
+  if jaxlib_version is None:
+    import jaxlib  # pylint: disable=import-outside-toplevel
+    jaxlib_version = jaxlib.__version__
+  if not jaxlib_version.startswith(_TESTED_JAXLIB):
+    return {}
+  return dict(CPU_FLAGS)
+
+
+def set_defaults(environ=os.environ, jaxlib_version=None):
+  """Appends our flags to XLA_FLAGS, keeping any the user set.
+
+  Must run before JAX initialises its backends (before the first array).
+  """
+  current = environ.get('XLA_FLAGS', '')
+  extra = [f'{name}={value}' for name, value in default_flags(jaxlib_version).items()
+           if name not in current]
+  if extra:
+    environ['XLA_FLAGS'] = ' '.join([current] + extra).strip()
