@@ -9,7 +9,7 @@ from deeplab_jax.models import atrous
 
 torch = pytest.importorskip('torch')
 
-IMPLS = ('dilation', 'space_to_batch', 'taps', 'auto')
+IMPLS = ('dilation', 'space_to_batch', 'taps', 'dilation_taps_grad', 'auto')
 # (batch, height, width, in, out, kernel, rate): odd sizes, an even kernel (v1's
 # 4x4), a rate larger than the map (taps wholly in the padding), narrow outputs.
 CASES = [(2, 9, 11, 5, 4, 3, 2), (1, 13, 7, 6, 3, 3, 5), (1, 10, 9, 4, 4, 4, 4),
@@ -38,17 +38,18 @@ def test_implementations_match_pytorch_and_each_other(case):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * scale, err_msg=impl)
 
 
-def test_gradients_match_across_implementations():
-  rng = np.random.default_rng(0)
+@pytest.mark.parametrize('k,rate', [(3, 3), (4, 4), (3, 1), (3, 12)])
+def test_gradients_match_across_implementations(k, rate):
+  rng = np.random.default_rng(k * rate)
   x = rng.normal(size=(2, 9, 10, 6)).astype(np.float32)
-  kernel = rng.normal(size=(3, 3, 6, 2)).astype(np.float32)
+  kernel = rng.normal(size=(k, k, 6, 2)).astype(np.float32)
 
   def grads(impl):
-    loss = lambda x, k: jnp.sum(jnp.sin(atrous.atrous_conv(x, k, 3, 1, impl)))
+    loss = lambda x, w: jnp.sum(jnp.sin(atrous.atrous_conv(x, w, rate, 1, impl)))
     return jax.grad(loss, argnums=(0, 1))(x, kernel)
 
   gx, gk = grads('dilation')
-  for impl in ('space_to_batch', 'taps'):
+  for impl in ('space_to_batch', 'taps', 'dilation_taps_grad'):
     hx, hk = grads(impl)
     np.testing.assert_allclose(hx, gx, rtol=1e-4, atol=1e-4 * np.abs(gx).max())
     np.testing.assert_allclose(hk, gk, rtol=1e-4, atol=1e-4 * np.abs(gk).max())
@@ -69,9 +70,10 @@ def test_pointwise_and_strided_convs_match_pytorch(stride):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
-def test_auto_picks_taps_for_narrow_outputs_on_cpu_only():
-  assert atrous.resolve_impl('auto', 2048, 21, 'cpu') == 'taps'
-  assert atrous.resolve_impl('auto', 512, 512, 'cpu') == 'dilation'
-  assert atrous.resolve_impl('auto', 2048, 21, 'gpu') == 'dilation'
+def test_auto_choice_per_backend_and_shape():
+  assert atrous.resolve_impl('auto', 2048, 21, 12, 'cpu') == 'taps'
+  assert atrous.resolve_impl('auto', 512, 512, 4, 'cpu') == 'dilation_taps_grad'
+  assert atrous.resolve_impl('auto', 256, 256, 2, 'cpu') == 'dilation'
+  assert atrous.resolve_impl('auto', 2048, 21, 12, 'gpu') == 'dilation'
   with pytest.raises(ValueError, match='not one of'):
     atrous.resolve_impl('winograd', 1, 1)

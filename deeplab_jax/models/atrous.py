@@ -7,8 +7,12 @@ stride 1 ("same" with the dilated kernel's extent, rate * (k - 1) in all, the
 extra pixel of an even kernel at the end), as the DeepLab prototxts do (pad =
 rate for 3x3, 6 for v1's 4x4 at rate 4).
 
-Implementations (`impl`), for rate > 1 at stride 1:
+Implementations (`impl`), for stride 1:
   'dilation'        XLA's convolution with `rhs_dilation` (the kernel spread out).
+  'dilation_taps_grad'  the same forward and input gradient; the kernel
+                    gradient as per-tap matmuls (XLA's CPU kernel-gradient
+                    convolution slows down with the rate: 3.7x the forward's
+                    time at rate 4, against ~1x for the matmuls).
   'space_to_batch'  the v2 paper's input subsampling (section 3.1): the padded
                     input is split into rate x rate sub-images stacked on the
                     batch axis, convolved densely, and interleaved back.
@@ -18,20 +22,25 @@ Implementations (`impl`), for rate > 1 at stride 1:
                     Fast where the output is narrow (the ASPP classifier convs
                     2048 -> 21 at rates 6-24), where XLA's CPU dilated conv is slow.
   'auto'            per backend and shape, the fastest measured (benchmarks/
-                    README.md): 'taps' on CPU when out * 4 <= in, else 'dilation'.
-Rate-1 convs always run as a plain convolution and 1x1 convs as a dot (XLA's
-CPU 1x1 convolution is 20-35% slower than the same contraction as a matmul).
+                    README.md): on CPU 'taps' when out * 4 <= in, else
+                    'dilation_taps_grad' at rate >= 4, else 'dilation';
+                    'dilation' on GPU/TPU.
+'space_to_batch' runs rate-1 convs as plain ones; strided convs always use
+XLA's convolution, and 1x1 convs are a dot (XLA's CPU 1x1 convolution is
+20-35% slower than the same contraction as a matmul).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-IMPLEMENTATIONS = ('auto', 'dilation', 'space_to_batch', 'taps')
+IMPLEMENTATIONS = ('auto', 'dilation', 'space_to_batch', 'taps', 'dilation_taps_grad')
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -42,16 +51,18 @@ def same_padding(kernel_size, rate):
   return total // 2, total - total // 2
 
 
-def resolve_impl(impl, in_features, out_features, backend=None):
+def resolve_impl(impl, in_features, out_features, rate=1, backend=None):
   """The implementation 'auto' stands for on `backend` (default: JAX's)."""
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f'atrous impl {impl!r} is not one of {IMPLEMENTATIONS}')
   if impl != 'auto':
     return impl
   backend = backend or jax.default_backend()
-  if backend == 'cpu' and out_features * 4 <= in_features:
+  if backend != 'cpu':
+    return 'dilation'
+  if out_features * 4 <= in_features:
     return 'taps'
-  return 'dilation'
+  return 'dilation_taps_grad' if rate >= 4 else 'dilation'
 
 
 def conv_dilation(x_BxHxWxC, kernel, rate=1, stride=1):
@@ -93,6 +104,29 @@ def conv_space_to_batch(x_BxHxWxC, kernel, rate):
   return y.reshape(b, ha * rate, wa * rate, o)[:, :h, :w]
 
 
+def _tap_offsets(k, rate, h, w):
+  """[(i, j, dy, dx)]: tap (i, j) reads input pixel p + (dy, dx) for output p.
+
+  Taps that read only padding (|offset| >= size) are left out.
+  """
+  lo, _ = same_padding(k, rate)
+  return [(i, j, rate * i - lo, rate * j - lo) for i in range(k) for j in range(k)
+          if abs(rate * i - lo) < h and abs(rate * j - lo) < w]
+
+
+def _shifted_sum(z_BxHxWxTxO, offsets):
+  """sum_t z[p + offsets[t], t] over in-image p + offset (zero outside)."""
+  _, h, w, _, _ = z_BxHxWxTxO.shape
+  total = None
+  for t, (dy, dx) in enumerate(offsets):
+    y0, y1 = max(0, -dy), min(h, h - dy)
+    x0, x1 = max(0, -dx), min(w, w - dx)
+    part = z_BxHxWxTxO[:, y0 + dy:y1 + dy, x0 + dx:x1 + dx, t]
+    part = jnp.pad(part, ((0, 0), (y0, h - y1), (x0, w - x1), (0, 0)))
+    total = part if total is None else total + part
+  return total
+
+
 def conv_taps(x_BxHxWxC, kernel, rate):
   """Stride-1 atrous conv as one matmul against all taps plus shifted adds.
 
@@ -101,21 +135,45 @@ def conv_taps(x_BxHxWxC, kernel, rate):
   (Fusing an ASPP head's branches into one matmul measured slower on CPU.)
   """
   _, h, w, _ = x_BxHxWxC.shape
-  k = kernel.shape[0]
-  lo, _ = same_padding(k, rate)
-  taps = [(i, j) for i in range(k) for j in range(k)
-          if abs(rate * i - lo) < h and abs(rate * j - lo) < w]  # Else all padding.
-  columns = jnp.stack([kernel[i, j] for i, j in taps], axis=1)
+  taps = _tap_offsets(kernel.shape[0], rate, h, w)
+  columns = jnp.stack([kernel[i, j] for i, j, _, _ in taps], axis=1)
   z = jnp.einsum('bhwc,cto->bhwto', x_BxHxWxC, columns)
-  total = None
-  for t, (i, j) in enumerate(taps):
-    dy, dx = rate * i - lo, rate * j - lo
+  return _shifted_sum(z, [(dy, dx) for _, _, dy, dx in taps])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_dilation_taps_grad(x_BxHxWxC, kernel, rate):
+  """Stride-1 conv: XLA's convolution forward and input gradient; the kernel
+  gradient as one matmul per tap (the shifted input window contracted with
+  the output gradient over batch and pixels).
+
+  XLA's CPU kernel-gradient convolution slows down with the rate: 2x the
+  forward's time at rate 2, 3.7x at rate 4 (512 channels, 41x41), where the
+  per-tap matmuls take about the forward's time.
+  """
+  return conv_dilation(x_BxHxWxC, kernel, rate)
+
+
+def _taps_grad_fwd(x, kernel, rate):
+  return conv_dilation(x, kernel, rate), (x, kernel)
+
+
+def _taps_grad_bwd(rate, residuals, g_BxHxWxO):
+  x, kernel = residuals
+  _, h, w, _ = x.shape
+  _, input_vjp = jax.vjp(lambda x: conv_dilation(x, kernel, rate), x)
+  dx, = input_vjp(g_BxHxWxO)
+  dkernel = jnp.zeros(kernel.shape, kernel.dtype)
+  for i, j, dy, dx_ in _tap_offsets(kernel.shape[0], rate, h, w):
     y0, y1 = max(0, -dy), min(h, h - dy)
-    x0, x1 = max(0, -dx), min(w, w - dx)
-    part = z[:, y0 + dy:y1 + dy, x0 + dx:x1 + dx, t]
-    part = jnp.pad(part, ((0, 0), (y0, h - y1), (x0, w - x1), (0, 0)))
-    total = part if total is None else total + part
-  return total
+    x0, x1 = max(0, -dx_), min(w, w - dx_)
+    window = x[:, y0 + dy:y1 + dy, x0 + dx_:x1 + dx_]
+    tap = jnp.einsum('bhwc,bhwo->co', window, g_BxHxWxO[:, y0:y1, x0:x1])
+    dkernel = dkernel.at[i, j].set(tap.astype(kernel.dtype))
+  return dx, dkernel
+
+
+conv_dilation_taps_grad.defvjp(_taps_grad_fwd, _taps_grad_bwd)
 
 
 def atrous_conv(x_BxHxWxC, kernel, rate=1, stride=1, impl='dilation'):
@@ -123,12 +181,16 @@ def atrous_conv(x_BxHxWxC, kernel, rate=1, stride=1, impl='dilation'):
   k, _, in_features, out_features = kernel.shape
   if k == 1:
     return conv_pointwise(x_BxHxWxC, kernel, stride)
-  impl = resolve_impl(impl, in_features, out_features)
-  if rate == 1 or stride > 1 or impl == 'dilation':
+  impl = resolve_impl(impl, in_features, out_features, rate)
+  if stride > 1 or impl == 'dilation':
     return conv_dilation(x_BxHxWxC, kernel, rate, stride)
-  if impl == 'space_to_batch':
+  if impl == 'dilation_taps_grad':
+    return conv_dilation_taps_grad(x_BxHxWxC, kernel, rate)
+  if impl == 'space_to_batch' and rate > 1:
     return conv_space_to_batch(x_BxHxWxC, kernel, rate)
-  return conv_taps(x_BxHxWxC, kernel, rate)
+  if impl == 'taps':
+    return conv_taps(x_BxHxWxC, kernel, rate)
+  return conv_dilation(x_BxHxWxC, kernel, rate)
 
 
 class AtrousConv(nn.Module):
