@@ -10,9 +10,10 @@ rate for 3x3, 6 for v1's 4x4 at rate 4).
 Implementations (`impl`), for stride 1:
   'dilation'        XLA's convolution with `rhs_dilation` (the kernel spread out).
   'dilation_taps_grad'  the same forward and input gradient; the kernel
-                    gradient as per-tap matmuls (XLA's CPU kernel-gradient
-                    convolution slows down with the rate: 3.7x the forward's
-                    time at rate 4, against ~1x for the matmuls).
+                    gradient as per-tap matmuls. XLA's CPU kernel-gradient
+                    convolution slows down with the rate (3.7x the forward's
+                    time at rate 4; in the ResNet-101 train step its rate-2
+                    ones took 160-200 ms each, a third of the step).
   'space_to_batch'  the v2 paper's input subsampling (section 3.1): the padded
                     input is split into rate x rate sub-images stacked on the
                     batch axis, convolved densely, and interleaved back.
@@ -23,7 +24,7 @@ Implementations (`impl`), for stride 1:
                     2048 -> 21 at rates 6-24), where XLA's CPU dilated conv is slow.
   'auto'            per backend and shape, the fastest measured (benchmarks/
                     README.md): on CPU 'taps' when out * 4 <= in, else
-                    'dilation_taps_grad' at rate >= 4, else 'dilation';
+                    'dilation_taps_grad' at rate >= 2, else 'dilation';
                     'dilation' on GPU/TPU.
 'space_to_batch' runs rate-1 convs as plain ones; strided convs always use
 XLA's convolution, and 1x1 convs are a dot (XLA's CPU 1x1 convolution is
@@ -43,6 +44,8 @@ import jax.numpy as jnp
 IMPLEMENTATIONS = ('auto', 'dilation', 'space_to_batch', 'taps', 'dilation_taps_grad')
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
+# 'auto' on CPU: the smallest rate at which wide convs take 'dilation_taps_grad'.
+TAPS_GRAD_MIN_RATE = 2
 
 
 def same_padding(kernel_size, rate):
@@ -62,7 +65,7 @@ def resolve_impl(impl, in_features, out_features, rate=1, backend=None):
     return 'dilation'
   if out_features * 4 <= in_features:
     return 'taps'
-  return 'dilation_taps_grad' if rate >= 4 else 'dilation'
+  return 'dilation_taps_grad' if rate >= TAPS_GRAD_MIN_RATE else 'dilation'
 
 
 def conv_dilation(x_BxHxWxC, kernel, rate=1, stride=1):
@@ -147,9 +150,9 @@ def conv_dilation_taps_grad(x_BxHxWxC, kernel, rate):
   gradient as one matmul per tap (the shifted input window contracted with
   the output gradient over batch and pixels).
 
-  XLA's CPU kernel-gradient convolution slows down with the rate: 2x the
-  forward's time at rate 2, 3.7x at rate 4 (512 channels, 41x41), where the
-  per-tap matmuls take about the forward's time.
+  XLA's CPU kernel-gradient convolution slows down with the rate (3.7x the
+  forward's time at rate 4, 512 channels, 41x41), where the per-tap matmuls
+  take about the forward's time.
   """
   return conv_dilation(x_BxHxWxC, kernel, rate)
 
