@@ -23,3 +23,12 @@ def test_models_benchmark_times_jax_and_pytorch_twins():
   for mode in ('forward', 'train_step'):
     line = models_benchmark.time_torch(config, mode, batch=2, steps=1)
     assert line['framework'] == 'torch' and line['mode'] == mode and line['ms'] > 0
+
+
+def test_atrous_benchmark_times_every_implementation_and_pytorch():
+  from benchmarks import atrous as atrous_benchmark  # pylint: disable=import-outside-toplevel
+  line = atrous_benchmark.time_shape(atrous_benchmark.parse_shape('1x9x7x8x4r2'),
+                                     ['dilation', 'taps'], steps=1, with_torch=True)
+  assert line['shape'] == '1x9x7x8x4r2'
+  for name in ('dilation', 'taps', 'torch'):
+    assert line[name]['forward_ms'] > 0 and line[name]['grad_ms'] > 0

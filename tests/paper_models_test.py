@@ -138,6 +138,23 @@ def test_vgg_models_match_pytorch(name, config_module, overrides, torch_kwargs):
   assert _rel_err(got, expected) < RTOL, name
 
 
+@pytest.mark.parametrize('config_module', [voc_largefov, voc_vgg_aspp])
+def test_vgg_models_are_differentiable(config_module):
+  config = _tiny(config_module, multilayer_widths=(8, 8))
+  model = models.build(config)
+  images = _images((2, 33, 33, 3))
+  variables = model.init(jax.random.key(0), images, train=False)
+
+  def loss(params):
+    logits = model.apply({'params': params}, images, train=True,
+                         rngs={'dropout': jax.random.key(1)})
+    return jnp.mean(logits ** 2)
+
+  grads = jax.grad(loss)(variables['params'])
+  assert all(np.isfinite(g).all() for g in jax.tree_util.tree_leaves(grads))
+  assert np.abs(grads['trunk']['conv1_1']['kernel']).max() > 0
+
+
 def test_v1_msc_multilayer_scores_add_five_branches():
   config = _tiny(voc_largefov, multilayer_widths=(8, 8))
   model = models.build(config)

@@ -26,10 +26,9 @@ _STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 
 def avg_pool_3x3(x_BxHxWxC):
   """3x3 stride-1 average pool, pad 1, always dividing by 9 (Caffe AVE)."""
-  total = jax.lax.reduce_window(x_BxHxWxC, jnp.zeros((), x_BxHxWxC.dtype),
-                                jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1),
-                                ((0, 0), (1, 1), (1, 1), (0, 0)))
-  return total / 9
+  total = jax.lax.reduce_window(x_BxHxWxC, 0.0, jax.lax.add, (1, 3, 3, 1),
+                                (1, 1, 1, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return total / 9  # A Python 0.0 init makes this JAX's differentiable window sum.
 
 
 class VGG16(nn.Module):
