@@ -11,9 +11,9 @@ Implementations (`impl`), for stride 1:
   'dilation'        XLA's convolution with `rhs_dilation` (the kernel spread out).
   'dilation_taps_grad'  the same forward and input gradient; the kernel
                     gradient as per-tap matmuls. XLA's CPU kernel-gradient
-                    convolution slows down with the rate (3.7x the forward's
-                    time at rate 4; in the ResNet-101 train step its rate-2
-                    ones took 160-200 ms each, a third of the step).
+                    convolutions were the slowest ops of both train steps:
+                    160-200 ms each for ResNet-101's rate-2 3x3s (a third of
+                    the step), 4.7 s for VGG's conv1_2 at 321x321.
   'space_to_batch'  the v2 paper's input subsampling (section 3.1): the padded
                     input is split into rate x rate sub-images stacked on the
                     batch axis, convolved densely, and interleaved back.
@@ -24,8 +24,7 @@ Implementations (`impl`), for stride 1:
                     2048 -> 21 at rates 6-24), where XLA's CPU dilated conv is slow.
   'auto'            per backend and shape, the fastest measured (benchmarks/
                     README.md): on CPU 'taps' when out * 4 <= in, else
-                    'dilation_taps_grad' at rate >= 2, else 'dilation';
-                    'dilation' on GPU/TPU.
+                    'dilation_taps_grad'; 'dilation' on GPU/TPU.
 'space_to_batch' runs rate-1 convs as plain ones; strided convs always use
 XLA's convolution, and 1x1 convs are a dot (XLA's CPU 1x1 convolution is
 20-35% slower than the same contraction as a matmul).
@@ -44,8 +43,6 @@ import jax.numpy as jnp
 IMPLEMENTATIONS = ('auto', 'dilation', 'space_to_batch', 'taps', 'dilation_taps_grad')
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
-# 'auto' on CPU: the smallest rate at which wide convs take 'dilation_taps_grad'.
-TAPS_GRAD_MIN_RATE = 2
 
 
 def same_padding(kernel_size, rate):
@@ -63,9 +60,8 @@ def resolve_impl(impl, in_features, out_features, rate=1, backend=None):
   backend = backend or jax.default_backend()
   if backend != 'cpu':
     return 'dilation'
-  if out_features * 4 <= in_features:
-    return 'taps'
-  return 'dilation_taps_grad' if rate >= TAPS_GRAD_MIN_RATE else 'dilation'
+  del rate  # Measured the same way at every rate so far.
+  return 'taps' if out_features * 4 <= in_features else 'dilation_taps_grad'
 
 
 def conv_dilation(x_BxHxWxC, kernel, rate=1, stride=1):
@@ -148,11 +144,8 @@ def conv_taps(x_BxHxWxC, kernel, rate):
 def conv_dilation_taps_grad(x_BxHxWxC, kernel, rate):
   """Stride-1 conv: XLA's convolution forward and input gradient; the kernel
   gradient as one matmul per tap (the shifted input window contracted with
-  the output gradient over batch and pixels).
-
-  XLA's CPU kernel-gradient convolution slows down with the rate (3.7x the
-  forward's time at rate 4, 512 channels, 41x41), where the per-tap matmuls
-  take about the forward's time.
+  the output gradient over batch and pixels), where XLA's CPU kernel-gradient
+  convolution was up to 30x slower than the forward (VGG conv1_2, 321x321).
   """
   return conv_dilation(x_BxHxWxC, kernel, rate)
 
