@@ -32,9 +32,8 @@ XLA's convolution, and 1x1 convs are a dot (XLA's CPU 1x1 convolution is
 
 from __future__ import annotations
 
-from typing import Any
-
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
