@@ -50,7 +50,7 @@ def same_padding(kernel_size, rate):
   return total // 2, total - total // 2
 
 
-def resolve_impl(impl, in_features, out_features, rate=1, backend=None):
+def resolve_impl(impl, in_features, out_features, backend=None):
   """The implementation 'auto' stands for on `backend` (default: JAX's)."""
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f'atrous impl {impl!r} is not one of {IMPLEMENTATIONS}')
@@ -59,7 +59,6 @@ def resolve_impl(impl, in_features, out_features, rate=1, backend=None):
   backend = backend or jax.default_backend()
   if backend != 'cpu':
     return 'dilation'
-  del rate  # Measured the same way at every rate so far.
   return 'taps' if out_features * 4 <= in_features else 'dilation_taps_grad'
 
 
@@ -112,13 +111,17 @@ def _tap_offsets(k, rate, h, w):
           if abs(rate * i - lo) < h and abs(rate * j - lo) < w]
 
 
+def _in_image(dy, dx, h, w):
+  """(y0, y1, x0, x1): the output pixels p whose p + (dy, dx) is in the image."""
+  return max(0, -dy), min(h, h - dy), max(0, -dx), min(w, w - dx)
+
+
 def _shifted_sum(z_BxHxWxTxO, offsets):
   """sum_t z[p + offsets[t], t] over in-image p + offset (zero outside)."""
   _, h, w, _, _ = z_BxHxWxTxO.shape
   total = None
   for t, (dy, dx) in enumerate(offsets):
-    y0, y1 = max(0, -dy), min(h, h - dy)
-    x0, x1 = max(0, -dx), min(w, w - dx)
+    y0, y1, x0, x1 = _in_image(dy, dx, h, w)
     part = z_BxHxWxTxO[:, y0 + dy:y1 + dy, x0 + dx:x1 + dx, t]
     part = jnp.pad(part, ((0, 0), (y0, h - y1), (x0, w - x1), (0, 0)))
     total = part if total is None else total + part
@@ -160,8 +163,7 @@ def _taps_grad_bwd(rate, residuals, g_BxHxWxO):
   dx, = input_vjp(g_BxHxWxO)
   dkernel = jnp.zeros(kernel.shape, kernel.dtype)
   for i, j, dy, dx_ in _tap_offsets(kernel.shape[0], rate, h, w):
-    y0, y1 = max(0, -dy), min(h, h - dy)
-    x0, x1 = max(0, -dx_), min(w, w - dx_)
+    y0, y1, x0, x1 = _in_image(dy, dx_, h, w)
     window = x[:, y0 + dy:y1 + dy, x0 + dx_:x1 + dx_]
     tap = jnp.einsum('bhwc,bhwo->co', window, g_BxHxWxO[:, y0:y1, x0:x1])
     dkernel = dkernel.at[i, j].set(tap.astype(kernel.dtype))
@@ -176,7 +178,7 @@ def atrous_conv(x_BxHxWxC, kernel, rate=1, stride=1, impl='dilation'):
   k, _, in_features, out_features = kernel.shape
   if k == 1:
     return conv_pointwise(x_BxHxWxC, kernel, stride)
-  impl = resolve_impl(impl, in_features, out_features, rate)
+  impl = resolve_impl(impl, in_features, out_features)
   if stride > 1 or impl == 'dilation':
     return conv_dilation(x_BxHxWxC, kernel, rate, stride)
   if impl == 'dilation_taps_grad':
