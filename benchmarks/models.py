@@ -28,20 +28,14 @@ from absl import flags
 from ml_collections import config_flags
 
 from benchmarks import timing
+from benchmarks import train_step as train_step_benchmark
 from deeplab_jax import models
-from deeplab_jax import optim
-from deeplab_jax import sharding
-from deeplab_jax import train_step
 from deeplab_jax import xla_flags
 
 
 
-def _inputs(config, batch, seed=0):
-  rng = np.random.default_rng(seed)
-  size = config.input.crop_size
-  images = rng.integers(0, 256, (batch, size, size, 3), np.uint8)
-  labels = rng.integers(0, config.dataset.num_classes, (batch, size, size)).astype(np.int32)
-  return images, labels
+def _init_variables(model, images):
+  return jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images[:1])
 
 
 def _record(config, framework, mode, batch, seconds, flops=None, compile_s=None):
@@ -63,8 +57,8 @@ def _record(config, framework, mode, batch, seconds, flops=None, compile_s=None)
 
 def time_jax_forward(config, batch, steps):
   model = models.build(config)
-  images, _ = _inputs(config, batch)
-  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images[:1])
+  images, _ = timing.random_batch(config, batch)
+  variables = _init_variables(model, images)
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
   start = time.perf_counter()
   flops = timing.xla_flops(forward, variables, images)
@@ -79,26 +73,8 @@ def time_jax_train_step(config, batch, steps):
   config.batch_size = batch
   # A tiny rate (PyTorch side too): random weights stay finite, the work is the same.
   config.optim.base_lr = 1e-9
-  mesh = sharding.make_mesh()
-  sharding.check_divisible(batch, mesh, 'train_batch')
-  model = models.build(config)
-  tx, schedule = optim.create_optimizer(
-      config.optim, config.num_train_steps, config.model.batch_norm == 'frozen')
-  state = train_step.create_train_state(config, model, tx, mesh)
-  step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
-  images, labels = _inputs(config, batch)
-  data = sharding.to_global({'image': images, 'label': labels}, mesh)
-  start = time.perf_counter()
-  flops = timing.xla_flops(step_fn, state, data)
-  holder = {'state': state}
-
-  def run():
-    holder['state'], metrics = step_fn(holder['state'], data)
-    return metrics
-
-  jax.block_until_ready(run())
-  compile_s = time.perf_counter() - start
-  seconds, metrics = timing.time_calls(run, steps, warmup=0)
+  seconds, flops, compile_s, metrics = train_step_benchmark.measure(
+      config, steps, batch_name='train_batch')
   line = _record(config, 'jax', 'train_step', batch, seconds, flops, compile_s)
   line['loss_is_finite'] = bool(jnp.isfinite(metrics['loss']))
   return line
@@ -134,9 +110,8 @@ def torch_model(config, variables=None):
 def time_torch(config, mode, batch, steps):
   import torch  # pylint: disable=import-outside-toplevel
   import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
-  images, labels = _inputs(config, batch)
-  model = models.build(config)
-  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images[:1])
+  images, labels = timing.random_batch(config, batch)
+  variables = _init_variables(models.build(config), images)
   net = torch_model(config, jax.device_get(variables))
   x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32))
   y = torch.from_numpy(labels.astype(np.int64))

@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: wall-clock timing and XLA's FLOP count."""
+"""Shared by the benchmarks: wall-clock timing, XLA's FLOP count, random inputs."""
 
 from __future__ import annotations
 
@@ -33,3 +33,13 @@ def time_calls(fn, steps, warmup=1):
 
 def device_name():
   return f'{jax.device_count()} x {jax.devices()[0].device_kind}'
+
+
+def random_batch(config, batch_size, seed=0):
+  """Random uint8 images and int32 labels at `config.input.crop_size`."""
+  rng = np.random.default_rng(seed)
+  size = config.input.crop_size
+  images = rng.integers(0, 256, (batch_size, size, size, 3), np.uint8)
+  labels = rng.integers(0, config.dataset.num_classes,
+                        (batch_size, size, size)).astype(np.int32)
+  return images, labels

@@ -10,9 +10,10 @@ JSON line (also written to --json_out if given).
 """
 
 import json
+import time
 
+import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -25,23 +26,21 @@ from deeplab_jax import train_step
 from deeplab_jax import xla_flags
 
 
+def measure(config, steps, batch_name='batch_size'):
+  """(median seconds per step, FLOPs per step, compile seconds, last metrics).
 
-def benchmark(config, steps):
+  Compile seconds cover compilation and the first (warm-up) step.
+  """
   mesh = sharding.make_mesh()
-  sharding.check_divisible(config.batch_size, mesh, 'batch_size')
+  sharding.check_divisible(config.batch_size, mesh, batch_name)
   model = models.build(config)
   tx, schedule = optim.create_optimizer(
       config.optim, config.num_train_steps, config.model.batch_norm == 'frozen')
   state = train_step.create_train_state(config, model, tx, mesh)
   step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
-
-  rng = np.random.default_rng(0)
-  size, batch_size = config.input.crop_size, config.batch_size
-  batch = sharding.to_global({
-      'image': rng.integers(0, 256, (batch_size, size, size, 3), np.uint8),
-      'label': rng.integers(0, config.dataset.num_classes,
-                            (batch_size, size, size)).astype(np.int32),
-  }, mesh)
+  images, labels = timing.random_batch(config, config.batch_size)
+  batch = sharding.to_global({'image': images, 'label': labels}, mesh)
+  start = time.perf_counter()
   flops = timing.xla_flops(step_fn, state, batch)
   holder = {'state': state}
 
@@ -49,7 +48,15 @@ def benchmark(config, steps):
     holder['state'], metrics = step_fn(holder['state'], batch)
     return metrics
 
-  seconds, metrics = timing.time_calls(run, steps)
+  jax.block_until_ready(run())
+  compile_s = time.perf_counter() - start
+  seconds, metrics = timing.time_calls(run, steps, warmup=0)
+  return seconds, flops, compile_s, metrics
+
+
+def benchmark(config, steps):
+  seconds, flops, _, metrics = measure(config, steps)
+  size, batch_size = config.input.crop_size, config.batch_size
   return {
       'device': timing.device_name(),
       'dtype': config.model.dtype, 'batch_size': batch_size, 'crop_size': size,
