@@ -18,100 +18,132 @@ import os
 
 import jax
 import numpy as np
-from absl import logging
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before TF loads.
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds
 
-from deeplab_jax.errors import UserError
+from deeplab_jax.data import datasets
 
 tf.config.set_visible_devices([], 'GPU')  # Keep TF off the accelerators.
 
 
 def get_builder(dataset_config):
   """The TFDS builder for `config.dataset`, prepared (built) if needed."""
-  if dataset_config.name == 'synthetic_shapes':
-    from deeplab_jax.data import shapes  # pylint: disable=unused-import,import-outside-toplevel  # Registers it.
-  name = dataset_config.name
-  if dataset_config.builder_config:
-    name = f'{name}/{dataset_config.builder_config}'
-  try:
-    builder = tfds.builder(name, data_dir=dataset_config.data_dir)
-  except Exception as e:  # TFDS raises several types for unknown names.
-    raise UserError(f'cannot load dataset {name!r}: {e}') from e
-  if not tf.io.gfile.exists(os.path.join(builder.data_dir, 'dataset_info.json')):
-    logging.info('Preparing %s in %s (first use only).', name, builder.data_dir)
-  builder.download_and_prepare()
-  return builder
+  return datasets.builder(dataset_config)
 
 
-def _rgb_mean(model_config):
+def pad_colour(model_config):
+  """The model's `pixel_mean` as an RGB colour: what padding is filled with."""
   mean = np.asarray(model_config.pixel_mean, np.float32)
   return mean[::-1] if model_config.channel_order == 'bgr' else mean
 
 
-def _decode(example):
-  return {'image': tf.cast(example['image'], tf.float32),
-          'label': tf.cast(example['segmentation_mask'], tf.int32)}
+def decoder(features: datasets.Features):
+  """`example -> {'image': float32 HxWx3, 'label': int32 HxWx1}` for a dataset.
+
+  Stored label values go through `features.label_table` when there is one
+  (Cityscapes: label ids -> train ids, the rest 255).
+  """
+  table = None
+  if features.label_table is not None:
+    table = tf.constant(np.asarray(features.label_table, np.int32))
+
+  def decode(example):
+    label = tf.cast(example[features.label], tf.int32)
+    if table is not None:
+      label = tf.gather(table, label)
+    return {'image': tf.cast(example[features.image], tf.float32), 'label': label}
+
+  return decode
 
 
-def _pad_to(image, label, height, width, mean):
-  """Pads bottom/right: image with `mean`, label with 255."""
+# Augmentation ops: `dict -> dict` on {'image': float32 HxWx3, 'label': int32
+# HxWx1}; the random ones take a stateless seed (2,) and make one draw that
+# image and label share. Each works eagerly and inside tf.data.
+
+def random_scale(example, seed, scales=(), scale_range=(1.0, 1.0)):
+  """Resizes by a scale drawn from `scales` (discrete) or else `scale_range`.
+
+  Image bilinear, label nearest (never interpolated). Sizes are rounded.
+  """
+  if scales:
+    index = tf.random.stateless_uniform([], seed, 0, len(scales), dtype=tf.int32)
+    scale = tf.gather(tf.constant(scales, tf.float32), index)
+  else:
+    low, high = scale_range
+    if low == high == 1.0:
+      return example
+    scale = tf.random.stateless_uniform([], seed, low, high)
+  image, label = example['image'], example['label']
+  size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * scale), tf.int32)
+  return {**example,
+          'image': tf.image.resize(image, size, method='bilinear'),
+          'label': tf.image.resize(label, size, method='nearest')}
+
+
+def pad_to(example, height, width, mean):
+  """Pads bottom/right up to height x width: image with `mean`, label with 255."""
+  image, label = example['image'], example['label']
   h, w = tf.shape(image)[0], tf.shape(image)[1]
   paddings = [[0, tf.maximum(height - h, 0)], [0, tf.maximum(width - w, 0)], [0, 0]]
-  image = tf.pad(image - mean, paddings) + mean
-  label = tf.pad(label, paddings, constant_values=255)
-  return image, label
+  return {**example,
+          'image': tf.pad(image - mean, paddings) + mean,
+          'label': tf.pad(label, paddings, constant_values=255)}
+
+
+def random_crop(example, seed, crop):
+  """A crop x crop window at a random place (the example is at least that big)."""
+  image, label = example['image'], example['label']
+  h, w = tf.shape(image)[0], tf.shape(image)[1]
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  top = tf.random.stateless_uniform([], seeds[0], 0, h - crop + 1, dtype=tf.int32)
+  left = tf.random.stateless_uniform([], seeds[1], 0, w - crop + 1, dtype=tf.int32)
+  return {**example,
+          'image': tf.ensure_shape(image[top:top + crop, left:left + crop], [crop, crop, 3]),
+          'label': tf.ensure_shape(label[top:top + crop, left:left + crop], [crop, crop, 1])}
+
+
+def random_flip(example, seed):
+  """Mirrors image and label left-right with probability 1/2."""
+  flip = tf.random.stateless_uniform([], seed) < 0.5
+  return {**example,
+          'image': tf.cond(flip, lambda: tf.reverse(example['image'], [1]),
+                           lambda: example['image']),
+          'label': tf.cond(flip, lambda: tf.reverse(example['label'], [1]),
+                           lambda: example['label'])}
 
 
 def train_preprocess(example, seed, input_config, mean):
-  """Random scale, pad, crop, flip; `seed` is a stateless seed (2,) int."""
-  seeds = tf.random.experimental.stateless_split(seed, 5)
-  image, label = example['image'], example['label']
-  if input_config.scales:
-    scales = tf.constant(input_config.scales, tf.float32)
-    index = tf.random.stateless_uniform([], seeds[0], 0, len(input_config.scales),
-                                        dtype=tf.int32)
-    scale = scales[index]
-  else:
-    low, high = input_config.scale_range
-    scale = tf.random.stateless_uniform([], seeds[0], low, high)
-  size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * scale), tf.int32)
-  image = tf.image.resize(image, size, method='bilinear')
-  label = tf.image.resize(label, size, method='nearest')
+  """Random scale, pad to the crop, random crop, random flip; uint8 image out.
 
+  `seed` is a stateless seed (2,) int; the same seed gives the same sample.
+  """
+  seeds = tf.random.experimental.stateless_split(seed, 3)
   crop = input_config.crop_size
-  image, label = _pad_to(image, label, crop, crop, mean)
-  h, w = tf.shape(image)[0], tf.shape(image)[1]
-  top = tf.random.stateless_uniform([], seeds[1], 0, h - crop + 1, dtype=tf.int32)
-  left = tf.random.stateless_uniform([], seeds[2], 0, w - crop + 1, dtype=tf.int32)
-  image = image[top:top + crop, left:left + crop]
-  label = label[top:top + crop, left:left + crop]
-
+  example = random_scale(example, seeds[0], tuple(input_config.scales),
+                         tuple(input_config.scale_range))
+  example = pad_to(example, crop, crop, mean)
+  example = random_crop(example, seeds[1], crop)
   if input_config.flip:
-    flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
-    image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
-    label = tf.cond(flip, lambda: tf.reverse(label, [1]), lambda: label)
-  image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-  return {'image': tf.ensure_shape(image, [crop, crop, 3]),
-          'label': tf.ensure_shape(label[..., 0], [crop, crop])}
+    example = random_flip(example, seeds[2])
+  image = tf.cast(tf.clip_by_value(tf.round(example['image']), 0, 255), tf.uint8)
+  return {'image': image, 'label': example['label'][..., 0]}
 
 
 def eval_preprocess(example, eval_size, mean):
   """Pads to eval_size x eval_size; keeps a validity mask and the true size."""
-  image, label = example['image'], example['label']
-  h, w = tf.shape(image)[0], tf.shape(image)[1]
+  h, w = tf.shape(example['image'])[0], tf.shape(example['image'])[1]
   check = tf.debugging.assert_less_equal(
       tf.maximum(h, w), eval_size,
       message=f'an eval image is larger than input.eval_size={eval_size}; '
               'raise --config.input.eval_size')
   with tf.control_dependencies([check]):
-    image, label = _pad_to(image, label, eval_size, eval_size, mean)
+    padded = pad_to(example, eval_size, eval_size, mean)
   valid = tf.logical_and(tf.range(eval_size)[:, None] < h,
                          tf.range(eval_size)[None, :] < w)
-  return {'image': tf.cast(tf.round(image), tf.uint8),
-          'label': label[..., 0],
+  return {'image': tf.cast(tf.round(padded['image']), tf.uint8),
+          'label': padded['label'][..., 0],
           'valid': valid,
           'size': tf.stack([h, w])}
 
@@ -120,13 +152,13 @@ def train_iterator(config, builder, local_batch_size, start_step=0):
   """Endless iterator of numpy batches, starting at `start_step`'s batch."""
   split = tfds.split_for_jax_process(config.dataset.train_split)
   ds = builder.as_dataset(split=split, shuffle_files=False)
-  ds = ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(decoder(datasets.features(config.dataset)), num_parallel_calls=tf.data.AUTOTUNE)
   if config.input.cache:
     ds = ds.cache()
   process_seed = config.seed * 1000 + jax.process_index()
   ds = ds.repeat().shuffle(config.input.shuffle_buffer, seed=process_seed)
   ds = ds.enumerate().skip(start_step * local_batch_size)
-  mean = _rgb_mean(config.model)
+  mean = pad_colour(config.model)
 
   def preprocess(position, example):
     seed = tf.stack([tf.constant(process_seed, tf.int64), position])
@@ -150,9 +182,10 @@ def eval_num_batches(builder, split, local_batch_size):
 def eval_iterator(config, builder, split, local_batch_size):
   """Finite iterator of full-size numpy batches; padding examples have valid=0."""
   ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False)
-  mean = _rgb_mean(config.model)
+  mean = pad_colour(config.model)
   size = config.input.eval_size
-  ds = ds.map(lambda ex: eval_preprocess(_decode(ex), size, mean),
+  decode = decoder(datasets.features(config.dataset))
+  ds = ds.map(lambda ex: eval_preprocess(decode(ex), size, mean),
               num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size).prefetch(tf.data.AUTOTUNE)
   num_batches = eval_num_batches(builder, split, local_batch_size)
