@@ -1,9 +1,12 @@
 """tf.data pipelines: shapes, shared random draws, determinism, eval padding."""
 
+import ml_collections
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from deeplab_jax.data import input_pipeline
+from deeplab_jax.errors import UserError
 
 MEAN = np.asarray((123.675, 116.28, 103.53), np.float32)
 
@@ -79,9 +82,15 @@ def test_eval_batches_pad_mask_and_partial_batch(tiny_config, tiny_builder):
 
 def test_eval_image_larger_than_eval_size_is_an_error(tiny_config, tiny_builder):
   tiny_config.input.eval_size = 16
-  try:
+  with pytest.raises(UserError, match=r'larger than input.eval_size=16'):
     list(input_pipeline.eval_iterator(tiny_config, tiny_builder, 'val', 2))
-  except tf.errors.InvalidArgumentError as e:
-    assert 'input.eval_size' in str(e)
-  else:
-    raise AssertionError('expected an error for images larger than eval_size')
+
+
+def test_eval_size_can_be_height_by_width(tiny_config, tiny_builder):
+  # Cityscapes-like: wider than high (a config's eval_size field is either kind).
+  tiny_config.input = ml_collections.ConfigDict(
+      {**tiny_config.input.to_dict(), 'eval_size': (64, 80)})
+  batch = next(input_pipeline.eval_iterator(tiny_config, tiny_builder, 'val', 2))
+  assert batch['image'].shape == (2, 64, 80, 3) and batch['valid'].shape == (2, 64, 80)
+  for (h, w), v in zip(batch['size'], batch['valid']):
+    assert v.sum() == h * w and v[:h, :w].all()

@@ -7,7 +7,7 @@ step and sees exactly the batches it would have seen.
 
 Train: random scale -> pad (image with the mean, label with 255) to the crop ->
 random crop -> random horizontal flip. Labels are resized by nearest only.
-Eval: each image padded to `eval_size` with a validity mask; its original size
+Eval: each image padded to `eval_size` (a square or height x width) with a validity mask; its original size
 is kept so predictions can be cropped back and padding never counts.
 """
 
@@ -24,6 +24,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_datasets as tfds
 
 from deeplab_jax.data import datasets
+from deeplab_jax.errors import UserError
 
 tf.config.set_visible_devices([], 'GPU')  # Keep TF off the accelerators.
 
@@ -131,17 +132,30 @@ def train_preprocess(example, seed, input_config, mean):
   return {'image': image, 'label': example['label'][..., 0]}
 
 
+def eval_hw(eval_size):
+  """(height, width) from `input.eval_size`: a square side or a (height, width) pair."""
+  if isinstance(eval_size, int):
+    return eval_size, eval_size
+  height, width = eval_size
+  return int(height), int(width)
+
+
 def eval_preprocess(example, eval_size, mean):
-  """Pads to eval_size x eval_size; keeps a validity mask and the true size."""
+  """Pads to `eval_size`; keeps a validity mask and the true size.
+
+  `eval_size`: a square side (VOC: 513) or (height, width) (Cityscapes:
+  (1024, 2048)). Larger images are an error naming the config field.
+  """
+  height, width = eval_hw(eval_size)
   h, w = tf.shape(example['image'])[0], tf.shape(example['image'])[1]
-  check = tf.debugging.assert_less_equal(
-      tf.maximum(h, w), eval_size,
-      message=f'an eval image is larger than input.eval_size={eval_size}; '
-              'raise --config.input.eval_size')
+  check = tf.debugging.Assert(
+      tf.logical_and(h <= height, w <= width),
+      [f'an eval image is larger than input.eval_size={eval_size}; raise '
+       '--config.input.eval_size. Image height, width:', h, w])
   with tf.control_dependencies([check]):
-    padded = pad_to(example, eval_size, eval_size, mean)
-  valid = tf.logical_and(tf.range(eval_size)[:, None] < h,
-                         tf.range(eval_size)[None, :] < w)
+    padded = pad_to(example, height, width, mean)
+  valid = tf.logical_and(tf.range(height)[:, None] < h,
+                         tf.range(width)[None, :] < w)
   return {'image': tf.cast(tf.round(padded['image']), tf.uint8),
           'label': padded['label'][..., 0],
           'valid': valid,
@@ -184,18 +198,24 @@ def eval_iterator(config, builder, split, local_batch_size):
   ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False)
   mean = pad_colour(config.model)
   size = config.input.eval_size
+  height, width = eval_hw(size)
   decode = decoder(datasets.features(config.dataset))
   ds = ds.map(lambda ex: eval_preprocess(decode(ex), size, mean),
               num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size).prefetch(tf.data.AUTOTUNE)
   num_batches = eval_num_batches(builder, split, local_batch_size)
-  empty = {'image': np.zeros((local_batch_size, size, size, 3), np.uint8),
-           'label': np.full((local_batch_size, size, size), 255, np.int32),
-           'valid': np.zeros((local_batch_size, size, size), bool),
+  empty = {'image': np.zeros((local_batch_size, height, width, 3), np.uint8),
+           'label': np.full((local_batch_size, height, width), 255, np.int32),
+           'valid': np.zeros((local_batch_size, height, width), bool),
            'size': np.zeros((local_batch_size, 2), np.int32)}
   batches = iter(tfds.as_numpy(ds))
   for _ in range(num_batches):
-    batch = next(batches, None)
+    try:
+      batch = next(batches, None)
+    except tf.errors.InvalidArgumentError as e:
+      if 'input.eval_size' not in e.message:
+        raise
+      raise UserError(e.message.split('\n')[0]) from None
     if batch is None:
       yield empty
       continue
