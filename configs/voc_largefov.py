@@ -6,7 +6,9 @@
 Targets (VOC 2012 val mIoU, before / after CRF): v2 LargeFOV 65.76 / 69.84,
 starting from ImageNet VGG-16 (the converted weights; training from scratch
 gets far less). 20,000 steps of batch 10 at crop 321: about 8 h on a Titan X
-in Caffe. The VOC + SBD dataset builder comes with the data work (issue 4).
+in Caffe. Data: put `VOCtrainval_11-May-2012.tar` and SBD's `benchmark.tgz`
+in `~/tensorflow_datasets/downloads/manual` (or `--config.dataset.manual_dir`);
+the first run prepares `voc2012_sbd` from them (README, "Datasets").
 
 Other v1/v2 VGG models are overrides of this file:
   v1 DeepLab (fc6 4x4, rate 4, 4096 ch):  --config.model.head_kernel_size=4
@@ -37,6 +39,8 @@ def get_config(variant=None):
   config.dataset.name = 'voc2012_sbd'  # TFDS name (VOC 2012 + SBD).
   config.dataset.builder_config = ''  # No variants.
   config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS dir; None = ~/tensorflow_datasets.
+  # VOCtrainval_11-May-2012.tar and benchmark.tgz (SBD); None = <data_dir>/downloads/manual.
+  config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)
   config.dataset.train_split = 'train_aug'  # 10,582 images.
   config.dataset.eval_split = 'val'  # 1,449 images.
   config.dataset.num_classes = 21

@@ -59,34 +59,42 @@ def _seed(i):
   return tf.stack([tf.constant(7, tf.int64), tf.cast(i, tf.int64)])
 
 
-OPS = {
-    'scale_discrete': lambda ex, s: input_pipeline.random_scale(ex, s, SCALES),
-    'scale_range': lambda ex, s: input_pipeline.random_scale(ex, s, (), (0.5, 1.5)),
-    'pad': lambda ex, s: input_pipeline.pad_to(ex, 101, 97, MEAN),
-    'crop': lambda ex, s: input_pipeline.random_crop(ex, s, 33),
-    'flip': input_pipeline.random_flip,
+def _input_config(scales=SCALES, scale_range=(1.0, 1.0), crop=81, flip=True):
+  return ml_collections.ConfigDict({'crop_size': crop, 'scales': scales,
+                                    'scale_range': scale_range, 'flip': flip})
+
+
+CONFIGS = {
+    'discrete_scales': _input_config(),
+    'scale_range': _input_config(scales=(), scale_range=(0.5, 1.5)),
+    'no_scale_small_crop': _input_config(scales=(), crop=33),
+    'crop_larger_than_image': _input_config(scales=(0.5, 0.75), crop=101),
 }
 
 
-def _train_config(scales=SCALES, crop=81):
-  config = ml_collections.ConfigDict({
-      'crop_size': crop, 'scales': scales, 'scale_range': (1.0, 1.0), 'flip': True})
-  return config
+def _draw(example, i, config):
+  shape = tf.shape(example['image'])
+  return input_pipeline.draw_augmentation(_seed(i), shape[0], shape[1], config)
 
 
-@pytest.mark.parametrize('name', list(OPS) + ['train_preprocess'])
-def test_op_keeps_alignment_eagerly_and_in_tf_data(name):
-  example = _patterned()
-  if name == 'train_preprocess':
-    config = _train_config()
-    op = lambda ex, s: input_pipeline.train_preprocess(ex, s, config, MEAN)
-  else:
-    op = OPS[name]
-  eager = [op(example, _seed(i)) for i in range(10)]
-  ds = tf.data.Dataset.range(10).map(lambda i: op(example, _seed(i)),
+OPS = {
+    'draw+apply': lambda ex, i, c: input_pipeline.apply_augmentation(
+        ex, _draw(ex, i, c), c.crop_size, MEAN),
+    'train_preprocess': lambda ex, i, c: input_pipeline.train_preprocess(
+        ex, _seed(i), c, MEAN),
+}
+
+
+@pytest.mark.parametrize('op', list(OPS))
+@pytest.mark.parametrize('name', list(CONFIGS))
+def test_augmentation_keeps_alignment_eagerly_and_in_tf_data(op, name):
+  example, config, fn = _patterned(), CONFIGS[name], OPS[op]
+  eager = [fn(example, i, config) for i in range(10)]
+  ds = tf.data.Dataset.range(10).map(lambda i: fn(example, i, config),
                                      num_parallel_calls=tf.data.AUTOTUNE,
                                      deterministic=True)
   for a, b in zip(eager, ds.as_numpy_iterator()):
+    assert np.asarray(a['image']).shape[:2] == (config.crop_size, config.crop_size)
     _assert_aligned(a)
     _assert_aligned(b)
     # One seed, one result: eager and tf.data agree exactly.
@@ -96,48 +104,57 @@ def test_op_keeps_alignment_eagerly_and_in_tf_data(name):
 
 def test_discrete_scales_give_exactly_the_configured_sizes():
   example = _patterned(height=40, width=60)
-  sizes = {tuple(input_pipeline.random_scale(example, _seed(i), SCALES)['label'].shape[:2])
-           for i in range(60)}
+  sizes = {tuple(_draw(example, i, _input_config())['size'].numpy()) for i in range(80)}
   assert sizes == {(round(40 * s), round(60 * s)) for s in SCALES}
 
 
 def test_scale_range_stays_in_range_and_varies():
   example = _patterned(height=40, width=60)
-  heights = {int(input_pipeline.random_scale(example, _seed(i), (), (0.5, 1.5))['image'].shape[0])
-             for i in range(30)}
+  config = _input_config(scales=(), scale_range=(0.5, 1.5))
+  heights = {int(_draw(example, i, config)['size'][0]) for i in range(30)}
   assert min(heights) >= 20 and max(heights) <= 60 and len(heights) > 5
 
 
-def test_pad_fills_image_with_mean_and_label_with_void():
+def test_unscaled_crop_is_an_exact_window_of_the_image_mirrored_or_not():
+  example = _patterned()
+  image, label = example['image'].numpy(), example['label'].numpy()
+  config = _input_config(scales=(), crop=33)
+  flips, places = 0, set()
+  for i in range(20):
+    draw = _draw(example, i, config)
+    top, left = int(draw['top']), int(draw['left'])
+    out = input_pipeline.apply_augmentation(example, draw, 33, MEAN)
+    want_image = image[top:top + 33, left:left + 33]
+    want_label = label[top:top + 33, left:left + 33]
+    if bool(draw['flip']):
+      flips += 1
+      want_image, want_label = want_image[:, ::-1], want_label[:, ::-1]
+    np.testing.assert_allclose(out['image'].numpy(), want_image, atol=0.05)
+    np.testing.assert_array_equal(out['label'].numpy(), want_label)
+    places.add((top, left))
+  assert 0 < flips < 20 and len(places) > 10
+
+
+def test_padding_is_the_mean_colour_and_void_past_the_scaled_image():
+  example = _patterned(height=20, width=30)
+  config = _input_config(scales=(1.0,), crop=41)
+  draw = _draw(example, 0, config)
+  draw['flip'] = tf.constant(False)
+  out = input_pipeline.apply_augmentation(example, draw, 41, MEAN)
+  image, label = out['image'].numpy(), out['label'].numpy()[..., 0]
+  np.testing.assert_allclose(image[20:], np.broadcast_to(MEAN, (21, 41, 3)), atol=1e-4)
+  np.testing.assert_allclose(image[:, 30:], np.broadcast_to(MEAN, (41, 11, 3)), atol=1e-4)
+  assert (label[20:] == 255).all() and (label[:, 30:] == 255).all()
+  np.testing.assert_array_equal(label[:20, :30], example['label'].numpy()[..., 0])
+
+
+def test_pad_to_fills_image_with_mean_and_label_with_void():
   out = input_pipeline.pad_to(_patterned(height=20, width=30), 25, 32, MEAN)
   image, label = out['image'].numpy(), out['label'].numpy()[..., 0]
   assert image.shape == (25, 32, 3)
   np.testing.assert_allclose(image[20:], np.broadcast_to(MEAN, (5, 32, 3)), atol=1e-4)
   np.testing.assert_allclose(image[:, 30:], np.broadcast_to(MEAN, (25, 2, 3)), atol=1e-4)
   assert (label[20:] == 255).all() and (label[:, 30:] == 255).all()
-
-
-def test_flip_mirrors_both_or_neither():
-  example = _patterned()
-  label = example['label'].numpy()
-  flipped = 0
-  for i in range(20):
-    out = input_pipeline.random_flip(example, _seed(i))['label'].numpy()
-    if np.array_equal(out, label[:, ::-1]):
-      flipped += 1
-    else:
-      np.testing.assert_array_equal(out, label)
-  assert 0 < flipped < 20
-
-
-def test_crop_windows_cover_different_places():
-  example = _patterned()
-  tops = set()
-  for i in range(20):
-    out = input_pipeline.random_crop(example, _seed(i), 33)
-    assert out['image'].shape == (33, 33, 3)
-    tops.add(out['label'].numpy().tobytes())
-  assert len(tops) > 10
 
 
 def test_padding_colour_is_the_model_mean_in_rgb():

@@ -6,7 +6,8 @@ stream of batches is a pure function of the config: a resumed run skips to its
 step and sees exactly the batches it would have seen.
 
 Train: random scale -> pad (image with the mean, label with 255) to the crop ->
-random crop -> random horizontal flip. Labels are resized by nearest only.
+random crop -> random horizontal flip, drawn once and applied in one pass that
+computes only the crop. Labels are resized by nearest only.
 Eval: each image padded to `eval_size` (a square or height x width) with a validity mask; its original size
 is kept so predictions can be cropped back and padding never counts.
 """
@@ -41,7 +42,7 @@ def pad_colour(model_config):
 
 
 def decoder(features: datasets.Features):
-  """`example -> {'image': float32 HxWx3, 'label': int32 HxWx1}` for a dataset.
+  """`example -> {'image': uint8 HxWx3, 'label': int32 HxWx1}` for a dataset.
 
   Stored label values go through `features.label_table` when there is one
   (Cityscapes: label ids -> train ids, the rest 255).
@@ -54,38 +55,14 @@ def decoder(features: datasets.Features):
     label = tf.cast(example[features.label], tf.int32)
     if table is not None:
       label = tf.gather(table, label)
-    return {'image': tf.cast(example[features.image], tf.float32), 'label': label}
+    return {'image': example[features.image], 'label': label}
 
   return decode
 
 
-# Augmentation ops: `dict -> dict` on {'image': float32 HxWx3, 'label': int32
-# HxWx1}; the random ones take a stateless seed (2,) and make one draw that
-# image and label share. Each works eagerly and inside tf.data.
-
-def random_scale(example, seed, scales=(), scale_range=(1.0, 1.0)):
-  """Resizes by a scale drawn from `scales` (discrete) or else `scale_range`.
-
-  Image bilinear, label nearest (never interpolated). Sizes are rounded.
-  """
-  if scales:
-    index = tf.random.stateless_uniform([], seed, 0, len(scales), dtype=tf.int32)
-    scale = tf.gather(tf.constant(scales, tf.float32), index)
-  else:
-    low, high = scale_range
-    if low == high == 1.0:
-      return example
-    scale = tf.random.stateless_uniform([], seed, low, high)
-  image, label = example['image'], example['label']
-  size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * scale), tf.int32)
-  return {**example,
-          'image': tf.image.resize(image, size, method='bilinear'),
-          'label': tf.image.resize(label, size, method='nearest')}
-
-
 def pad_to(example, height, width, mean):
   """Pads bottom/right up to height x width: image with `mean`, label with 255."""
-  image, label = example['image'], example['label']
+  image, label = tf.cast(example['image'], tf.float32), example['label']
   h, w = tf.shape(image)[0], tf.shape(image)[1]
   paddings = [[0, tf.maximum(height - h, 0)], [0, tf.maximum(width - w, 0)], [0, 0]]
   return {**example,
@@ -93,41 +70,78 @@ def pad_to(example, height, width, mean):
           'label': tf.pad(label, paddings, constant_values=255)}
 
 
-def random_crop(example, seed, crop):
-  """A crop x crop window at a random place (the example is at least that big)."""
+# Training augmentation: one random draw (scale, crop place, flip) shared by
+# image and label, then applied in one pass that computes only the crop's
+# pixels. Both functions work eagerly and inside tf.data.
+
+def draw_augmentation(seed, height, width, input_config):
+  """The random part: {'size': scaled (h, w), 'top', 'left', 'flip'}.
+
+  `seed` is a stateless seed (2,) int: the same seed, the same draw. The scale
+  is one of `input_config.scales` (the paper's discrete set) or, when that is
+  empty, uniform in `scale_range`; the scaled size is rounded. The crop's
+  top-left is uniform over the places where a crop fits in the scaled image
+  padded (bottom/right) up to the crop size.
+  """
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  if input_config.scales:
+    scales = tf.constant(tuple(input_config.scales), tf.float32)
+    index = tf.random.stateless_uniform([], seeds[0], 0, len(input_config.scales),
+                                        dtype=tf.int32)
+    scale = tf.gather(scales, index)
+  else:
+    low, high = input_config.scale_range
+    scale = tf.random.stateless_uniform([], seeds[0], low, high)
+  source = tf.cast(tf.stack([height, width]), tf.float32)
+  size = tf.maximum(tf.cast(tf.round(source * scale), tf.int32), 1)
+  crop = input_config.crop_size
+  top = tf.random.stateless_uniform([], seeds[1], 0, tf.maximum(size[0] - crop, 0) + 1,
+                                    dtype=tf.int32)
+  left = tf.random.stateless_uniform([], seeds[2], 0, tf.maximum(size[1] - crop, 0) + 1,
+                                     dtype=tf.int32)
+  flip = tf.random.stateless_uniform([], seeds[3]) < 0.5 if input_config.flip else False
+  return {'size': size, 'top': top, 'left': left, 'flip': tf.convert_to_tensor(flip)}
+
+
+def apply_augmentation(example, draw, crop, mean):
+  """Scale, pad, crop and flip as drawn, computing only the crop x crop pixels.
+
+  Equivalent to: resize the image (bilinear) and label (nearest) to
+  `draw['size']`, pad bottom/right to the crop (image with `mean`, label with
+  255), take the crop at (top, left), mirror it if `flip`. Resizing follows
+  Caffe's corner-aligned convention (scaled pixel i samples source position
+  i * (h - 1) / (size - 1)), so the image's last row and column stay image
+  and everything past them is padding. One `tf.image.crop_and_resize` each
+  for image and label, at the same sample positions.
+  """
   image, label = example['image'], example['label']
-  h, w = tf.shape(image)[0], tf.shape(image)[1]
-  seeds = tf.random.experimental.stateless_split(seed, 2)
-  top = tf.random.stateless_uniform([], seeds[0], 0, h - crop + 1, dtype=tf.int32)
-  left = tf.random.stateless_uniform([], seeds[1], 0, w - crop + 1, dtype=tf.int32)
-  return {**example,
-          'image': tf.ensure_shape(image[top:top + crop, left:left + crop], [crop, crop, 3]),
-          'label': tf.ensure_shape(label[top:top + crop, left:left + crop], [crop, crop, 1])}
-
-
-def random_flip(example, seed):
-  """Mirrors image and label left-right with probability 1/2."""
-  flip = tf.random.stateless_uniform([], seed) < 0.5
-  return {**example,
-          'image': tf.cond(flip, lambda: tf.reverse(example['image'], [1]),
-                           lambda: example['image']),
-          'label': tf.cond(flip, lambda: tf.reverse(example['label'], [1]),
-                           lambda: example['label'])}
+  source = tf.cast(tf.shape(image)[:2], tf.float32)
+  size = tf.cast(draw['size'], tf.float32)
+  # Normalised box corners; (1 - 1e-6) keeps the last scaled pixel inside
+  # the image despite rounding, the next one is then well outside.
+  span = (1.0 - 1e-6) / tf.maximum(size - 1.0, 1.0)
+  span = tf.where(source > 1.0, span, 0.0)
+  top, left = tf.cast(draw['top'], tf.float32), tf.cast(draw['left'], tf.float32)
+  y1, y2 = top * span[0], (top + crop - 1) * span[0]
+  x1, x2 = left * span[1], (left + crop - 1) * span[1]
+  x1, x2 = tf.cond(draw['flip'], lambda: (x2, x1), lambda: (x1, x2))
+  boxes = tf.stack([y1, x1, y2, x2])[None]
+  image = tf.image.crop_and_resize(image[None], boxes, [0], [crop, crop],
+                                   method='bilinear', extrapolation_value=-1.0)[0]
+  label = tf.image.crop_and_resize(label[None], boxes, [0], [crop, crop],
+                                   method='nearest', extrapolation_value=255.0)[0]
+  image = tf.where(image[..., :1] < 0, tf.constant(mean, tf.float32), image)
+  return {**example, 'image': image, 'label': tf.cast(label, tf.int32)}
 
 
 def train_preprocess(example, seed, input_config, mean):
   """Random scale, pad to the crop, random crop, random flip; uint8 image out.
 
-  `seed` is a stateless seed (2,) int; the same seed gives the same sample.
+  `example`: {'image': HxWx3, 'label': int32 HxWx1}; `seed`: stateless (2,).
   """
-  seeds = tf.random.experimental.stateless_split(seed, 3)
-  crop = input_config.crop_size
-  example = random_scale(example, seeds[0], tuple(input_config.scales),
-                         tuple(input_config.scale_range))
-  example = pad_to(example, crop, crop, mean)
-  example = random_crop(example, seeds[1], crop)
-  if input_config.flip:
-    example = random_flip(example, seeds[2])
+  shape = tf.shape(example['image'])
+  draw = draw_augmentation(seed, shape[0], shape[1], input_config)
+  example = apply_augmentation(example, draw, input_config.crop_size, mean)
   image = tf.cast(tf.clip_by_value(tf.round(example['image']), 0, 255), tf.uint8)
   return {'image': image, 'label': example['label'][..., 0]}
 
