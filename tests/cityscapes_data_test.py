@@ -3,12 +3,14 @@
 import os
 import re
 
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from deeplab_jax.data import cityscapes
+from deeplab_jax.data import datasets
 from deeplab_jax.data import fake_cityscapes
 from deeplab_jax.errors import UserError
 
@@ -149,17 +151,22 @@ def test_check_manual_dir_names_missing_zips(tmp_path):
   cityscapes.check_manual_dir(str(tmp_path))
 
 
+def _dataset_config(data_dir, manual_dir=None):
+  return ml_collections.ConfigDict({
+      'name': 'cityscapes', 'builder_config': 'semantic_segmentation',
+      'data_dir': data_dir, 'manual_dir': manual_dir, 'num_classes': 19})
+
+
 def test_builder_raises_our_error_before_tfds(tmp_path):
   with pytest.raises(UserError, match=cityscapes.IMAGES_ZIP):
-    cityscapes.builder(data_dir=str(tmp_path), manual_dir=str(tmp_path / 'm'))
+    datasets.builder(_dataset_config(str(tmp_path), str(tmp_path / 'm')))
   # Default manual dir: TFDS's own, under the data dir.
   with pytest.raises(UserError, match=re.escape(
       os.path.join(str(tmp_path), 'downloads', 'manual'))):
-    cityscapes.builder(data_dir=str(tmp_path))
+    datasets.builder(_dataset_config(str(tmp_path)))
 
 
 def test_builder_returns_prepared_dataset_without_archives(prepared):
   builder, _ = prepared
-  again = cityscapes.builder(data_dir=str(builder.data_dir_root),
-                             manual_dir='/does/not/exist')
+  again = datasets.builder(_dataset_config(str(builder.data_dir_root), '/does/not/exist'))
   assert again.info.splits['train'].num_examples == 2

@@ -7,16 +7,13 @@ are never downloaded for you. Put them in one directory (the manual dir):
     ~/cityscapes/leftImg8bit_trainvaltest.zip   (11 GB, the images)
     ~/cityscapes/gtFine_trainvaltest.zip        (241 MB, the fine labels)
 
-then prepare the dataset once (TFDS extracts the archives under
+then the first run of a config naming it (`configs/cityscapes_aspp.py`,
+`--config.dataset.manual_dir=~/cityscapes`) prepares the dataset once
+through `data/datasets.py` (TFDS extracts the archives under
 `<data_dir>/downloads/extracted`, then copies the PNGs into its own files
-unchanged, so allow disk for both):
-
-    from deeplab_jax.data import cityscapes
-    builder = cityscapes.builder(manual_dir='~/cityscapes')  # ~/tensorflow_datasets
-    ds = builder.as_dataset(split='validation')  # 500 images; 'train' 2,975, 'test' 1,525
-
-or, equivalently, with TFDS directly (after `check_manual_dir`, whose error
-says what is missing; TFDS's own is a bare AssertionError):
+unchanged, so allow disk for both): 'train' 2,975, 'validation' 500, 'test'
+1,525 frames. With TFDS directly (after `check_manual_dir`, whose error says
+what is missing; TFDS's own is a bare AssertionError):
 
     cityscapes.check_manual_dir(manual_dir)
     builder = tfds.builder(cityscapes.TFDS_NAME, data_dir=data_dir)
@@ -117,26 +114,3 @@ def check_manual_dir(manual_dir: str) -> None:
         f'Download {IMAGES_ZIP} and {LABELS_ZIP} from {DOWNLOAD_URL} (free, '
         'needs an account), put them there unextracted, or pass the '
         'directory that holds them as the manual dir.')
-
-
-def builder(data_dir: str | None = None, manual_dir: str | None = None):
-  """TFDS's `cityscapes/semantic_segmentation` builder, prepared.
-
-      b = builder(data_dir='/data/tfds', manual_dir='/data/cityscapes')
-      ds = b.as_dataset(split='train')
-
-  Prepares the dataset on first use, from the archives in `manual_dir`
-  (default: `<data_dir>/downloads/manual`, TFDS's own default); once
-  prepared, the archives are no longer read.
-  """
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-
-  data_dir = os.path.expanduser(data_dir) if data_dir else None
-  tfds_builder = tfds.builder(TFDS_NAME, data_dir=data_dir)
-  if not tfds_builder.is_prepared():
-    manual_dir = os.path.expanduser(manual_dir or os.path.join(
-        tfds_builder.data_dir_root, 'downloads', 'manual'))
-    check_manual_dir(manual_dir)
-    tfds_builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  return tfds_builder

@@ -64,6 +64,7 @@ def _check_classes(dataset_config, names):
 def _make_builder(dataset_config):
   name = dataset_config.name
   data_dir = dataset_config.get('data_dir')
+  data_dir = os.path.expanduser(data_dir) if data_dir else None
   if name == 'segmentation_folder':
     from deeplab_jax.data import folder  # pylint: disable=import-outside-toplevel
     if not dataset_config.get('folder'):
@@ -90,8 +91,8 @@ def builder(dataset_config):
   b = _make_builder(dataset_config)
   if b.is_prepared():
     return b
-  manual_dir = dataset_config.get('manual_dir') or os.path.join(
-      b.data_dir_root, 'downloads', 'manual')
+  manual_dir = os.path.expanduser(dataset_config.get('manual_dir') or os.path.join(
+      b.data_dir_root, 'downloads', 'manual'))
   if dataset_config.name == 'cityscapes':
     from deeplab_jax.data import cityscapes  # pylint: disable=import-outside-toplevel
     cityscapes.check_manual_dir(manual_dir)
