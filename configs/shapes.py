@@ -29,6 +29,8 @@ def get_config(variant=None):
   config.dataset.name = 'synthetic_shapes'  # TFDS name; built on first use.
   config.dataset.builder_config = 'default'  # 'default' (2,000/300) or 'tiny'.
   config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS dir; None = ~/tensorflow_datasets.
+  config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # Downloaded archives (VOC, Cityscapes).
+  config.dataset.folder = ml_collections.config_dict.placeholder(str)  # name 'segmentation_folder' only: your data.
   config.dataset.train_split = 'train'
   config.dataset.eval_split = 'val'  # Never trained on.
   config.dataset.num_classes = len(CLASS_NAMES)

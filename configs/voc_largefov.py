@@ -41,6 +41,7 @@ def get_config(variant=None):
   config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS dir; None = ~/tensorflow_datasets.
   # VOCtrainval_11-May-2012.tar and benchmark.tgz (SBD); None = <data_dir>/downloads/manual.
   config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)
+  config.dataset.folder = ml_collections.config_dict.placeholder(str)  # name 'segmentation_folder' only: your data.
   config.dataset.train_split = 'train_aug'  # 10,582 images.
   config.dataset.eval_split = 'val'  # 1,449 images.
   config.dataset.num_classes = 21

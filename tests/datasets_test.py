@@ -191,6 +191,10 @@ def test_folder_dataset_through_the_config(tmp_path):
   assert builder.info.splits['train'].num_examples == 3
   batch = next(iter(input_pipeline.train_iterator(config, builder, 2)))
   assert set(np.unique(batch['label']).tolist()) <= {0, 1, 2, 255}
+  config.dataset.num_classes = 4
+  with pytest.raises(UserError, match='class_names has 3 names but .*num_classes=4'):
+    input_pipeline.get_builder(config.dataset)
+  config.dataset.num_classes = 3
   config.dataset.folder = ''
   with pytest.raises(UserError, match='dataset.folder'):
     input_pipeline.get_builder(config.dataset)

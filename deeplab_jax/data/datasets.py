@@ -53,6 +53,11 @@ def features(dataset_config) -> Features:
 
 
 def _check_classes(dataset_config, names):
+  given = tuple(dataset_config.get('class_names') or ())
+  if given and len(given) != dataset_config.num_classes:
+    raise UserError(
+        f'config.dataset.class_names has {len(given)} names but '
+        f'config.dataset.num_classes={dataset_config.num_classes}')
   if names is None:
     return
   if dataset_config.num_classes != len(names):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import jax
 import numpy as np
@@ -227,9 +228,13 @@ def eval_iterator(config, builder, split, local_batch_size):
     try:
       batch = next(batches, None)
     except tf.errors.InvalidArgumentError as e:
-      if 'input.eval_size' not in e.message:
+      found = re.search(r'Image height, width:\] \[(\d+)\] \[(\d+)\]', e.message)
+      if not found:
         raise
-      raise UserError(e.message.split('\n')[0]) from None
+      raise UserError(
+          f'an eval image of {found[1]}x{found[2]} is larger than '
+          f'input.eval_size={size}; raise --config.input.eval_size '
+          f'(a side, or height,width)') from None
     if batch is None:
       yield empty
       continue
