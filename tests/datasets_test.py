@@ -124,6 +124,7 @@ def test_train_streams_of_two_processes_differ(voc_dirs, monkeypatch):
 def test_class_count_mismatch_is_a_user_error(voc_dirs):
   config = _voc_config(voc_dirs)
   config.dataset.num_classes = 20
+  config.dataset.class_names = voc.CLASS_NAMES[:20]
   with pytest.raises(UserError, match=r"voc2012_sbd.*21 classes.*num_classes=20"):
     input_pipeline.get_builder(config.dataset)
 
