@@ -25,6 +25,10 @@ def get_config(variant=None):
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds initialisation, data order, augmentation, dropout.
 
+  # Initial weights: a workdir with a checkpoint (converted official weights,
+  # `python -m deeplab_jax.convert`, or another run); None = random init.
+  config.init_from = ml_collections.config_dict.placeholder(str)
+
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_shapes'  # TFDS name; built on first use.
   config.dataset.builder_config = 'default'  # 'default' (2,000/300) or 'tiny'.

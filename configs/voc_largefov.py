@@ -35,6 +35,10 @@ def get_config(variant=None):
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds initialisation, data order, augmentation, dropout.
 
+  # Initial weights: a workdir with a checkpoint (converted official weights,
+  # `python -m deeplab_jax.convert`, or another run); None = random init.
+  config.init_from = ml_collections.config_dict.placeholder(str)
+
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'voc2012_sbd'  # TFDS name (VOC 2012 + SBD).
   config.dataset.builder_config = ''  # No variants.

@@ -41,3 +41,21 @@ def restore(mngr, abstract_state, step=None):
     raise UserError(f'no checkpoint for step {step} in {mngr.directory}; '
                     f'available steps: {sorted(mngr.all_steps())}')
   return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+
+def restore_variables(workdir, step=None):
+  """{'params', 'batch_stats'} of `workdir`'s latest (or `step`) checkpoint, as
+  saved (host arrays), whatever optimizer state it holds: initial weights for
+  another run (`--config.init_from`), e.g. converted official weights.
+  """
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    raise UserError(f'no checkpoints in {workdir} (expected {checkpoint_dir(workdir)}/<step>); '
+                    'convert weights with `python -m deeplab_jax.convert ... --output DIR` '
+                    'or train a run there first')
+  mngr = manager(workdir, read_only=True)
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise UserError(f'no checkpoint in {mngr.directory}')
+  state = mngr.restore(step, args=ocp.args.StandardRestore())
+  mngr.close()
+  return {'params': state['params'], 'batch_stats': state.get('batch_stats', {})}

@@ -76,6 +76,10 @@ def train_and_evaluate(config, workdir, mesh=None):
     logging.info('Resumed from %s at step %d.', mngr.directory, int(state.step))
   else:
     state = train_step_lib.create_train_state(config, model, tx, mesh)
+    if config.get('init_from'):
+      state = train_step_lib.with_variables(
+          state, checkpoint.restore_variables(config.init_from), mesh)
+      logging.info('Initial weights from %s.', config.init_from)
   start_step = int(state.step)
   if start_step >= config.num_train_steps:
     logging.info('Already trained to step %d (num_train_steps=%d); nothing to do.',

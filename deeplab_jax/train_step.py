@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from deeplab_jax import losses
 from deeplab_jax import sharding
+from deeplab_jax.errors import UserError
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -52,6 +53,28 @@ def abstract_train_state(config, model, tx, mesh):
   repl = sharding.replicated(mesh)
   return jax.tree_util.tree_map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl), shapes)
+
+
+def with_variables(state, variables, mesh):
+  """`state` with params and batch_stats from `variables` (e.g. converted
+  official weights), replicated over the mesh; step and optimizer state kept.
+
+  Raises UserError naming every leaf whose shape differs or that is missing.
+  """
+  want = {'params': state.params, 'batch_stats': state.batch_stats}
+  got = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+  want_flat = dict(jax.tree_util.tree_leaves_with_path(want))
+  got_flat = dict(jax.tree_util.tree_leaves_with_path(got))
+  bad = [f'{jax.tree_util.keystr(k)}: have {tuple(jnp.shape(got_flat[k])) if k in got_flat else "nothing"}, '
+         f'model {tuple(v.shape)}'
+         for k, v in want_flat.items() if k not in got_flat or jnp.shape(got_flat[k]) != v.shape]
+  bad += [f'{jax.tree_util.keystr(k)}: not in the model' for k in got_flat if k not in want_flat]
+  if bad:
+    raise UserError('the initial weights do not fit this config\'s model:\n  ' +
+                    '\n  '.join(bad))
+  got = jax.tree_util.tree_map(lambda g, w: jnp.asarray(g, w.dtype), got, want)
+  got = jax.device_put(got, sharding.replicated(mesh))
+  return state.replace(params=got['params'], batch_stats=got['batch_stats'])
 
 
 # ----------------------------------------------------------- train step ----

@@ -1,0 +1,232 @@
+"""Official DeepLab weights (Caffe, PyTorch) as flax variables and checkpoints.
+
+    python -m deeplab_jax.convert --input train_iter_20000.caffemodel \
+        --config configs/voc_aspp.py --output weights/voc_aspp_caffe
+    python evaluate.py --config configs/voc_aspp.py --workdir weights/voc_aspp_caffe
+    python train.py --config configs/voc_aspp.py --workdir runs/x \
+        --config.init_from=weights/voc_aspp_caffe   # fine-tune / train from them
+
+or as a library call:
+
+    variables = convert.from_file('deeplabv2_resnet101_msc-vocaug.pth', config)
+    logits = models.build(config).apply(variables, images_uint8_nhwc, train=False)
+
+`variables` is `{'params': ..., 'batch_stats': ...}` (numpy) for
+`deeplab_jax.models.build(config)`; `apply(..., train=False)` returns float32
+logits NHWC at output stride 8 (321 -> 41). Input convention: images are
+uint8 (or float) RGB, 0-255, NHWC; the model itself reorders channels
+(`config.model.channel_order`), subtracts `pixel_mean` and divides by
+`pixel_std`. Caffe models (the DeepLab releases, ImageNet VGG) were trained on
+BGR 0-255 minus (104.008, 116.669, 122.675): `channel_order='bgr'`,
+`pixel_std=(1, 1, 1)`, as the VOC configs have. The PyTorch port kept that
+convention; torchvision's ImageNet VGG takes RGB normalised by the ImageNet
+mean/std instead (see `pytorch.py`).
+
+Formats are detected from the file: `.caffemodel` (protobuf, parsed without
+Caffe: `caffe.py`) or a `torch.save` checkpoint (`pytorch.py`, needs PyTorch).
+Layers the file does not have on purpose (the classifier of ImageNet weights)
+are initialised freshly from `config.seed`; a classifier for another number of
+classes (a 21-class file into a 60-class config) is re-initialised only with
+`reinit_classifier=True`, otherwise it is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import zipfile
+
+import jax
+import numpy as np
+
+from deeplab_jax import models
+from deeplab_jax.errors import UserError
+
+CAFFE, PYTORCH = 'caffe', 'pytorch'
+
+
+@dataclasses.dataclass
+class Converted:
+  """What a source file gives: variables by path, and what it lacks on purpose.
+
+  `variables`: {'params': nested dict, 'batch_stats': nested dict} of numpy
+  arrays, in the model's tree (some leaves may be absent, see below).
+  `absent`: '/'-joined paths ('params/head/branch0_classifier/kernel') the
+  file does not have by design (ImageNet weights have no DeepLab classifier).
+  """
+  variables: dict
+  absent: frozenset = frozenset()
+  source: str = ''  # e.g. 'DeepLab v2 ResNet-101 (Caffe)'.
+
+
+def detect(path: str) -> str:
+  """CAFFE or PYTORCH, from the file's name and first bytes."""
+  if not os.path.isfile(path):
+    raise UserError(f'no such file: {path}')
+  if path.endswith('.caffemodel'):
+    return CAFFE
+  if zipfile.is_zipfile(path):  # torch.save's format since PyTorch 1.6.
+    return PYTORCH
+  with open(path, 'rb') as f:
+    head = f.read(2)
+  if head[:1] == b'\x80':  # A pickle: the legacy torch.save format.
+    return PYTORCH
+  if head[:1] == b'\x0a':  # Protobuf field 1 (NetParameter.name), length-delimited.
+    return CAFFE
+  raise UserError(f'{path}: neither a Caffe .caffemodel nor a PyTorch checkpoint '
+                  '(torch.save); which file is it?')
+
+
+def _flatten(tree, prefix=''):
+  out = {}
+  for key, value in tree.items():
+    path = f'{prefix}/{key}' if prefix else key
+    if isinstance(value, dict):
+      out.update(_flatten(value, path))
+    else:
+      out[path] = value
+  return out
+
+
+def _unflatten(flat):
+  tree = {}
+  for path, value in flat.items():
+    node = tree
+    *parents, leaf = path.split('/')
+    for key in parents:
+      node = node.setdefault(key, {})
+    node[leaf] = value
+  return tree
+
+
+def is_classifier(path: str) -> bool:
+  """The layers that score classes (the optimizer's classifier group)."""
+  return any('classifier' in part for part in path.split('/')[:-1])
+
+
+def init_variables(config, seed=None):
+  """Freshly initialised variables of `config`'s model (numpy)."""
+  model = models.build(config)
+  size = 65
+  images = np.zeros((1, size, size, 3), np.uint8)
+  seed = config.seed if seed is None else seed
+  variables = jax.jit(lambda x: model.init(jax.random.key(seed), x, train=False))(images)
+  return jax.device_get({'params': variables['params'],
+                         'batch_stats': variables.get('batch_stats', {})})
+
+
+def assemble(converted: Converted, config, reinit_classifier=False, path=''):
+  """The model's full variables: the file's, plus fresh leaves where allowed.
+
+  Every leaf of the model must come from the file with its exact shape, be
+  absent from the file by design (then initialised), or be a classifier of
+  another class count with `reinit_classifier` (then initialised). Anything
+  else is a UserError listing the offending names.
+  """
+  target = _flatten(init_variables(config))
+  found = _flatten(converted.variables)
+  out, missing, misshaped, reinit = {}, [], [], []
+  for name, fresh in target.items():
+    value = found.get(name)
+    if value is None:
+      if name in converted.absent:
+        out[name] = fresh
+        reinit.append(name)
+      else:
+        missing.append(name)
+      continue
+    value = np.asarray(value, np.float32)
+    if value.shape == fresh.shape:
+      out[name] = value
+    elif is_classifier(name) and reinit_classifier:
+      out[name] = fresh
+      reinit.append(name)
+    else:
+      misshaped.append(f'{name}: file {value.shape}, model {fresh.shape}')
+  unexpected = sorted(set(found) - set(target))
+  problems = []
+  if misshaped:
+    hint = ''
+    if all(is_classifier(m.split(':')[0]) for m in misshaped):
+      hint = (f' (the file was trained for another number of classes than '
+              f'config.dataset.num_classes={config.dataset.num_classes}; '
+              'pass --reinit_classifier to start that layer afresh)')
+    problems.append('shapes differ' + hint + ':\n  ' + '\n  '.join(misshaped))
+  if missing:
+    problems.append('the model needs these, the file lacks them:\n  ' + '\n  '.join(missing))
+  if unexpected:
+    problems.append('the file has these, the model does not:\n  ' + '\n  '.join(unexpected))
+  if problems:
+    raise UserError(f'{path or "the weights"} ({converted.source}) do not fit '
+                    f'the model of this config:\n' + '\n'.join(problems))
+  return _unflatten(out), sorted(reinit)
+
+
+def read(path: str, config) -> Converted:
+  """The file's variables in the model's tree (no checks against the model yet)."""
+  fmt = detect(path)
+  if fmt == CAFFE:
+    from deeplab_jax.convert import caffe  # pylint: disable=import-outside-toplevel
+    return caffe.convert(caffe.read_caffemodel(path), config)
+  from deeplab_jax.convert import pytorch  # pylint: disable=import-outside-toplevel
+  return pytorch.convert(pytorch.read_state_dict(path), config)
+
+
+def from_file(path: str, config, reinit_classifier: bool = False) -> dict:
+  """{'params', 'batch_stats'} for `models.build(config)` from an official file."""
+  variables, _ = assemble(read(path, config), config, reinit_classifier, path)
+  return variables
+
+
+def sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def convert_to_workdir(path: str, config, output: str,
+                       reinit_classifier: bool = False) -> dict:
+  """Converts `path` and writes it as step 0 of a run in `output`.
+
+  `output/checkpoints/0/` holds a TrainState of `config` (the converted
+  params and BatchNorm statistics, a fresh optimizer state), so
+  `evaluate.py --workdir output` scores it and `train.py --workdir output`
+  (or `--config.init_from=output` with another workdir) trains from it.
+  `output/converted.json` records the source and what was initialised afresh.
+  Returns that record.
+  """
+  from deeplab_jax import checkpoint  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import optim  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import sharding  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import train_step  # pylint: disable=import-outside-toplevel
+  import json  # pylint: disable=import-outside-toplevel
+
+  if os.path.isdir(checkpoint.checkpoint_dir(output)) and os.listdir(
+      checkpoint.checkpoint_dir(output)):
+    raise UserError(f'{output} already holds checkpoints; give an empty or new --output')
+  converted = read(path, config)
+  variables, reinit = assemble(converted, config, reinit_classifier, path)
+  mesh = sharding.make_mesh()
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps,
+                                 config.model.batch_norm == 'frozen')
+  state = train_step.create_train_state(config, models.build(config), tx, mesh)
+  state = train_step.with_variables(state, variables, mesh)
+  mngr = checkpoint.manager(output)
+  checkpoint.save(mngr, 0, state)
+  mngr.wait_until_finished()
+  mngr.close()
+  record = {
+      'input': os.path.abspath(path), 'sha256': sha256(path),
+      'format': detect(path), 'source': converted.source,
+      'initialised_afresh': reinit,
+      'num_params': int(sum(np.size(v) for v in _flatten(variables['params']).values())),
+      'input_convention': {'channel_order': config.model.channel_order,
+                           'pixel_mean': list(config.model.pixel_mean),
+                           'pixel_std': list(config.model.pixel_std)},
+  }
+  with open(os.path.join(output, 'converted.json'), 'w') as f:
+    json.dump(record, f, indent=2)
+  return record

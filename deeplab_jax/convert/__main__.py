@@ -1,0 +1,37 @@
+"""Converts official DeepLab weights into a checkpoint this project reads.
+
+    python -m deeplab_jax.convert --input train_iter_20000.caffemodel \
+        --config configs/voc_aspp.py --output weights/voc_aspp_caffe [--reinit_classifier]
+
+Writes `<output>/checkpoints/0/` (evaluate.py / train.py --workdir, or
+--config.init_from) and `<output>/converted.json`. See deeplab_jax/convert/__init__.py.
+"""
+
+import json
+
+from absl import flags
+from ml_collections import config_flags
+
+from deeplab_jax import cli
+from deeplab_jax import convert
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'The configuration of the model the weights are for.', lock_config=True)
+_INPUT = flags.DEFINE_string('input', None, '.caffemodel or PyTorch .pth file.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Directory to write (new or empty).')
+_REINIT = flags.DEFINE_bool(
+    'reinit_classifier', False,
+    'Initialise the classifier afresh when the file has another class count.')
+flags.mark_flags_as_required(['config', 'input', 'output'])
+
+
+def main():
+  record = convert.convert_to_workdir(_INPUT.value, _CONFIG.value, _OUTPUT.value,
+                                      _REINIT.value)
+  print(json.dumps(record, indent=2))
+  print(f'\nwrote {_OUTPUT.value}: evaluate with `python evaluate.py --config ... '
+        f'--workdir {_OUTPUT.value}`, train from it with --config.init_from={_OUTPUT.value}')
+
+
+if __name__ == '__main__':
+  cli.run(main)

@@ -1,0 +1,147 @@
+"""The conversion front end: format detection, fitting a file's weights to the
+model (fresh classifier where allowed), the checkpoint it writes, and training
+and evaluation from it. The Caffe and PyTorch readers have their own tests."""
+
+import json
+import os
+import pickle
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+
+from deeplab_jax import checkpoint
+from deeplab_jax import convert
+from deeplab_jax import eval_lib
+from deeplab_jax import train_lib
+from deeplab_jax.errors import UserError
+
+
+def _flat(tree):
+  return {jax.tree_util.keystr(k): np.asarray(v)
+          for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+  """Variables of the tiny shapes model from another seed: 'a file's weights'."""
+  from configs import shapes  # pylint: disable=import-outside-toplevel
+  return convert.init_variables(shapes.get_config('tiny'), seed=123)
+
+
+def _classifier_paths(variables):
+  return [k for k in convert._flatten(variables) if convert.is_classifier(k)]  # pylint: disable=protected-access
+
+
+def test_assemble_takes_every_leaf_from_the_file(weights, tiny_config):
+  variables, reinit = convert.assemble(convert.Converted(weights), tiny_config)
+  assert reinit == []
+  for (k, a), (_, b) in zip(sorted(_flat(variables).items()), sorted(_flat(weights).items())):
+    np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_absent_classifier_is_initialised_afresh(weights, tiny_config):
+  flat = convert._flatten(weights)  # pylint: disable=protected-access
+  absent = frozenset(_classifier_paths(weights))
+  assert absent
+  partial = convert._unflatten({k: v for k, v in flat.items() if k not in absent})  # pylint: disable=protected-access
+  variables, reinit = convert.assemble(convert.Converted(partial, absent), tiny_config)
+  assert reinit == sorted(absent)
+  fresh = convert._flatten(convert.init_variables(tiny_config))  # pylint: disable=protected-access
+  out = convert._flatten(variables)  # pylint: disable=protected-access
+  for k in absent:
+    np.testing.assert_array_equal(out[k], fresh[k])
+
+
+def test_other_class_count_needs_reinit_classifier(weights, tiny_config):
+  flat = dict(convert._flatten(weights))  # pylint: disable=protected-access
+  for k in _classifier_paths(weights):  # A 60-class file.
+    flat[k] = np.zeros(flat[k].shape[:-1] + (60,), np.float32)
+  other = convert.Converted(convert._unflatten(flat), source='test')  # pylint: disable=protected-access
+  with pytest.raises(UserError, match=r'(?s)another number of classes.*--reinit_classifier'):
+    convert.assemble(other, tiny_config)
+  variables, reinit = convert.assemble(other, tiny_config, reinit_classifier=True)
+  assert reinit == sorted(_classifier_paths(weights))
+  for k in _classifier_paths(weights):
+    assert convert._flatten(variables)[k].shape[-1] == 5  # pylint: disable=protected-access
+
+
+def test_missing_and_unexpected_leaves_are_named(weights, tiny_config):
+  flat = dict(convert._flatten(weights))  # pylint: disable=protected-access
+  gone = next(k for k in flat if not convert.is_classifier(k))
+  del flat[gone]
+  flat['params/extra/kernel'] = np.zeros(3)
+  with pytest.raises(UserError) as e:
+    convert.assemble(convert.Converted(convert._unflatten(flat)), tiny_config)  # pylint: disable=protected-access
+  assert gone in str(e.value) and 'params/extra/kernel' in str(e.value)
+
+
+def test_detect_formats(tmp_path):
+  caffemodel = tmp_path / 'a.caffemodel'
+  caffemodel.write_bytes(b'\x0a\x03net')
+  assert convert.detect(str(caffemodel)) == convert.CAFFE
+  renamed = tmp_path / 'a.bin'
+  renamed.write_bytes(b'\x0a\x03net')
+  assert convert.detect(str(renamed)) == convert.CAFFE
+  with zipfile.ZipFile(tmp_path / 'b.pth', 'w') as z:
+    z.writestr('archive/data.pkl', b'')
+  assert convert.detect(str(tmp_path / 'b.pth')) == convert.PYTORCH
+  (tmp_path / 'c.pth').write_bytes(pickle.dumps({'a': 1}))
+  assert convert.detect(str(tmp_path / 'c.pth')) == convert.PYTORCH
+  (tmp_path / 'd.txt').write_text('hello')
+  with pytest.raises(UserError, match='d.txt: neither'):
+    convert.detect(str(tmp_path / 'd.txt'))
+  with pytest.raises(UserError, match='no such file'):
+    convert.detect(str(tmp_path / 'missing.pth'))
+
+
+@pytest.fixture(scope='module')
+def converted_dir(tmp_path_factory, weights):
+  """A workdir written by convert_to_workdir from 'a file' holding `weights`."""
+  from configs import shapes  # pylint: disable=import-outside-toplevel
+  source = tmp_path_factory.mktemp('src') / 'weights.pth'
+  source.write_bytes(pickle.dumps({}))
+  output = str(tmp_path_factory.mktemp('converted'))
+  original = convert.read
+  convert.read = lambda path, config: convert.Converted(weights, source='test weights')
+  try:
+    record = convert.convert_to_workdir(str(source), shapes.get_config('tiny'), output)
+  finally:
+    convert.read = original
+  return output, record
+
+
+def test_converted_workdir_holds_the_weights_at_step_0(converted_dir, weights):
+  output, record = converted_dir
+  assert sorted(os.listdir(checkpoint.checkpoint_dir(output))) == ['0']
+  saved = json.load(open(os.path.join(output, 'converted.json')))
+  assert saved == record and saved['format'] == convert.PYTORCH
+  assert saved['initialised_afresh'] == [] and len(saved['sha256']) == 64
+  restored = checkpoint.restore_variables(output)
+  for (k, a), (_, b) in zip(sorted(_flat(restored).items()), sorted(_flat(weights).items())):
+    np.testing.assert_array_equal(a, b, err_msg=k)
+  with pytest.raises(UserError, match='already holds checkpoints'):
+    convert.convert_to_workdir('x', None, output)
+
+
+def test_evaluate_and_train_from_converted_weights(converted_dir, weights, tiny_config,
+                                                   tmp_path):
+  output, _ = converted_dir
+  summary = eval_lib.evaluate_checkpoint(tiny_config, output)
+  assert summary['step'] == 0 and 0.0 <= summary['mean_iou'] <= 1.0
+  tiny_config.init_from = output
+  tiny_config.num_train_steps = 1
+  tiny_config.optim.base_lr = 0.0  # No update: the params stay the converted ones.
+  state = train_lib.train_and_evaluate(tiny_config, str(tmp_path))
+  for (k, a), (_, b) in zip(sorted(_flat(state.params).items()),
+                            sorted(_flat(weights['params']).items())):
+    np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_init_from_a_model_of_another_shape_is_an_error(converted_dir, tiny_config, tmp_path):
+  output, _ = converted_dir
+  tiny_config.init_from = output
+  tiny_config.model.head_hidden = (16,)
+  with pytest.raises(UserError, match='do not fit'):
+    train_lib.train_and_evaluate(tiny_config, str(tmp_path))
