@@ -1,5 +1,5 @@
 """Forward and train-step speed of a model config, per atrous implementation,
-optionally side by side with the same network in PyTorch (CPU).
+optionally side by side with the same network in PyTorch (CPU or CUDA).
 
     python -m benchmarks.models --config configs/voc_aspp.py \
         --config.model.input_scales=1.0 --impls=auto,dilation --torch
@@ -8,16 +8,21 @@ For each implementation in --impls: the jitted forward (`train=False`) at each
 batch in --forward_batches and the full train step (loss, gradients, SGD
 update; the config's BatchNorm mode) at --train_batch, on random inputs at
 `config.input.crop_size`. Prints one JSON line per measurement: ms per call,
-images/s, GFLOP per image from XLA's cost analysis, achieved GFLOP/s and
+images/s, GFLOP per image from XLA's cost analysis, achieved GFLOP/s, `mfu`
+(over the device's dense peak, where known: benchmarks/timing.py) and
 compile seconds. With --torch, the same network in PyTorch
 (benchmarks/torch_deeplab.py: same layers, frozen BN as the port) is timed at
 the same shapes and each JAX line gets `torch_ms` and `ratio` (JAX / PyTorch;
-below 1 = JAX faster). Results in benchmarks/README.md.
+below 1 = JAX faster). --torch_device=cuda runs it on the GPU, under
+torch.autocast(bfloat16) when the config's dtype is bfloat16. Results in
+benchmarks/README.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 
 import jax
@@ -33,23 +38,24 @@ from deeplab_jax import models
 from deeplab_jax import xla_flags
 
 
-
 def _init_variables(model, images):
   return jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(images[:1])
 
 
-def _record(config, framework, mode, batch, seconds, flops=None, compile_s=None):
+def _record(config, framework, mode, batch, seconds, flops=None, compile_s=None,
+            num_devices=1):
   out = {'framework': framework, 'mode': mode, 'trunk': config.model.trunk,
          'head_rates': list(config.model.head_rates),
          'input_scales': list(config.model.input_scales),
          'impl': config.model.atrous_impl if framework == 'jax' else 'torch',
          'dtype': config.model.dtype, 'batch': batch,
          'crop': config.input.crop_size, 'device': timing.device_name(),
-         'ms': round(seconds * 1e3, 1),
+         'ms': round(seconds * 1e3, 2),
          'images_per_sec': round(batch / seconds, 2)}
   if flops:
     out['gflop_per_image'] = round(flops / batch / 1e9, 1)
     out['gflop_per_sec'] = round(flops / seconds / 1e9, 1)
+    timing.add_mfu(out, flops / seconds, config.model.dtype, num_devices)
   if compile_s is not None:
     out['compile_s'] = round(compile_s, 1)
   return out
@@ -75,7 +81,8 @@ def time_jax_train_step(config, batch, steps):
   config.optim.base_lr = 1e-9
   seconds, flops, compile_s, metrics = train_step_benchmark.measure(
       config, steps, batch_name='train_batch')
-  line = _record(config, 'jax', 'train_step', batch, seconds, flops, compile_s)
+  line = _record(config, 'jax', 'train_step', batch, seconds, flops, compile_s,
+                 jax.device_count())
   line['loss_is_finite'] = bool(jnp.isfinite(metrics['loss']))
   return line
 
@@ -107,19 +114,27 @@ def torch_model(config, variables=None):
   return net
 
 
-def time_torch(config, mode, batch, steps):
+def time_torch(config, mode, batch, steps, device='cpu'):
+  """PyTorch twin's ms at `batch` on `device` ('cpu' or 'cuda'); on CUDA with
+  a bfloat16 config, under torch.autocast(bfloat16), like the JAX side."""
   import torch  # pylint: disable=import-outside-toplevel
   import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
   images, labels = timing.random_batch(config, batch)
   variables = _init_variables(models.build(config), images)
-  net = torch_model(config, jax.device_get(variables))
-  x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32))
-  y = torch.from_numpy(labels.astype(np.int64))
+  net = torch_model(config, jax.device_get(variables)).to(device)
+  x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32)).to(device)
+  y = torch.from_numpy(labels.astype(np.int64)).to(device)
+  sync, autocast = None, contextlib.nullcontext
+  if device.startswith('cuda'):
+    torch.backends.cudnn.benchmark = True
+    sync = torch.cuda.synchronize
+    if config.model.dtype == 'bfloat16':
+      autocast = lambda: torch.autocast('cuda', dtype=torch.bfloat16)
   if mode == 'forward':
     net.eval()
 
     def run():
-      with torch.no_grad():
+      with torch.no_grad(), autocast():
         return net(x)
   else:
     net.train()
@@ -131,18 +146,22 @@ def time_torch(config, mode, batch, steps):
 
     def run():
       sgd.zero_grad()
-      outputs = net(x)
-      outputs = outputs if isinstance(outputs, list) else [outputs]
-      loss = 0
-      for out in outputs:  # Labels shrunk by nearest to each map, as the paper.
-        small = F.interpolate(y[:, None].float(), size=out.shape[2:], mode='nearest')
-        loss = loss + F.cross_entropy(out, small[:, 0].long(), ignore_index=255)
+      with autocast():
+        outputs = net(x)
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        loss = 0
+        for out in outputs:  # Labels shrunk by nearest to each map, as the paper.
+          small = F.interpolate(y[:, None].float(), size=out.shape[2:], mode='nearest')
+          loss = loss + F.cross_entropy(out, small[:, 0].long(), ignore_index=255)
       loss.backward()
       sgd.step()
       return loss.item()
 
-  seconds, _ = timing.time_calls(run, steps)
-  return _record(config, 'torch', mode, batch, seconds)
+  seconds, _ = timing.time_calls(run, steps, sync=sync)
+  line = _record(config, 'torch', mode, batch, seconds)
+  line['device'] = f'torch {device}' + (
+      f' ({torch.cuda.get_device_name()})' if sync else '')
+  return line
 
 
 def main(argv):
@@ -162,7 +181,7 @@ def main(argv):
       _emit(jax_lines[-1])
   if f.torch:
     for mode, batch in plan:
-      line = time_torch(base, mode, batch, f.steps)
+      line = time_torch(base, mode, batch, f.steps, f.torch_device)
       _emit(line)
       for jax_line in jax_lines:
         if (jax_line['mode'], jax_line['batch']) == (mode, batch):
@@ -186,11 +205,14 @@ def define_flags():
   flags.DEFINE_integer('train_batch', 2, 'Train-step batch (0: skip).')
   flags.DEFINE_integer('steps', 3, 'Timed calls (after one warm-up call).')
   flags.DEFINE_bool('torch', False, 'Also time the PyTorch network.')
+  flags.DEFINE_enum('torch_device', 'cpu', ['cpu', 'cuda'], 'Where PyTorch runs.')
   flags.DEFINE_string('json_out', None, 'Also append the lines here.')
   flags.mark_flags_as_required(['config'])
 
 
 if __name__ == '__main__':
   xla_flags.set_defaults()
+  # JAX takes GPU memory as it needs it, not 75% up front: room for PyTorch's side.
+  os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   define_flags()
   app.run(main)

@@ -5,8 +5,10 @@
 
 Times the jitted, data-parallel train step of `config` on random uint8 images
 and labels of the config's crop and global batch, over all local devices.
-FLOPs per step come from XLA's cost analysis of the compiled step. Prints one
-JSON line (also written to --json_out if given).
+FLOPs per step come from XLA's cost analysis of the step's program; `mfu` is
+the achieved FLOP/s over the devices' dense peak (timing.PEAK_TFLOPS or
+--peak_tflops; left out where unknown, e.g. CPUs). Prints one JSON line (also
+written to --json_out if given).
 """
 
 import json
@@ -57,7 +59,7 @@ def measure(config, steps, batch_name='batch_size'):
 def benchmark(config, steps):
   seconds, flops, _, metrics = measure(config, steps)
   size, batch_size = config.input.crop_size, config.batch_size
-  return {
+  return timing.add_mfu({
       'device': timing.device_name(),
       'dtype': config.model.dtype, 'batch_size': batch_size, 'crop_size': size,
       'ms_per_step': round(seconds * 1e3, 2),
@@ -66,7 +68,7 @@ def benchmark(config, steps):
       'flops_per_step': int(flops),
       'gflop_per_sec': round(flops / seconds / 1e9, 1),
       'loss_is_finite': bool(jnp.isfinite(metrics['loss'])),
-  }
+  }, flops / seconds, config.model.dtype, jax.device_count())
 
 
 def main(argv):

@@ -1,5 +1,6 @@
 """The benchmark scripts run and report sane figures (no timing assertions)."""
 
+from benchmarks import timing
 from benchmarks import train_step as train_step_benchmark
 
 
@@ -9,6 +10,31 @@ def test_train_step_benchmark_reports_figures(tiny_config):
   assert result['batch_size'] == 8 and result['crop_size'] == 32
   assert result['ms_per_step'] > 0 and result['images_per_sec'] > 0
   assert result['flops_per_step'] > 0 and result['loss_is_finite']
+  assert 'mfu' not in result  # No peak known for CPUs.
+
+
+def test_peak_flops_table_and_mfu():
+  h100 = 'NVIDIA H100 80GB HBM3'
+  assert timing.peak_flops('bfloat16', h100) == 989.4e12
+  assert timing.peak_flops('float32', h100) == 494.7e12  # TF32, JAX's default on GPU.
+  assert timing.peak_flops('bfloat16', 'TPU v5 lite') == 197e12
+  assert timing.peak_flops('float32', 'TPU v4') is None
+  assert timing.peak_flops('bfloat16', 'cpu') is None
+  assert timing.add_mfu({}, 1e12, 'bfloat16', 1) == {}  # This CPU: no peak.
+
+
+def test_xla_flops_counts_the_whole_program_also_without_lowered_analysis(monkeypatch):
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  mesh = jax.make_mesh((8,), ('d',))
+  x = jax.device_put(jnp.ones((64, 32)), jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('d')))
+  matmul = jax.jit(lambda x, w: x @ w)
+  whole = 2 * 64 * 32 * 16
+  assert abs(timing.xla_flops(matmul, x, jnp.ones((32, 16))) - whole) <= 2  # Not 1/8.
+  # GPU plugins return None here: the CPU client analyses the same program.
+  monkeypatch.setattr(jax.stages.Lowered, 'cost_analysis', lambda self: None)
+  assert abs(timing.xla_flops(matmul, x, jnp.ones((32, 16))) - whole) <= 2
 
 
 def test_models_benchmark_times_jax_and_pytorch_twins():
