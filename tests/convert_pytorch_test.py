@@ -162,6 +162,18 @@ def test_converted_resnet_matches_the_pytorch_port(converted, twin):
   _assert_close(got, expected)
 
 
+def test_front_end_reads_port_files_through_this_module(pth_files, twin):
+  from deeplab_jax import convert  # pylint: disable=import-outside-toplevel
+  config = _resnet_config()
+  # read() is from_file() without the fresh init it needs only for absent leaves.
+  variables = convert.read(pth_files['model_data_parallel'], config).variables
+  images = np.random.default_rng(2).uniform(0, 255, (1, 37, 29, 3)).astype(np.float32)
+  got = models.build(config).apply(variables, images, train=False)
+  with torch.no_grad():
+    expected = twin(_normalised_nchw(images, config))
+  _assert_close(got, expected)
+
+
 def test_converted_resnet_with_msc_matches_the_port_msc(converted, twin):
   config = _resnet_config()
   config.model.input_scales = (1.0, 0.75, 0.5)
