@@ -425,8 +425,8 @@ class _Problems:
   def __init__(self):
     self.missing, self.misshaped, self.unexpected, self.other = [], [], [], []
 
-  def raise_if_any(self, source, config):
-    sections = []
+  def raise_if_any(self, source, config, hint=''):
+    sections = [f'  hint: {hint}'] if hint else []
     for title, items in (
         ('mis-shaped (Caffe layer, blob: file shape -> our leaf: needed shape)', self.misshaped),
         ('missing from the file (Caffe layer -> our leaves)', self.missing),
@@ -436,7 +436,7 @@ class _Problems:
         listed = items[:_MAX_LISTED]
         more = f'\n    ... and {len(items) - _MAX_LISTED} more' if len(items) > _MAX_LISTED else ''
         sections.append(f'  {title}:\n    ' + '\n    '.join(listed) + more)
-    if sections:
+    if len(sections) > bool(hint):
       m = config.model
       raise UserError(f'{source}: the Caffe weights do not fit this config\'s model '
                       f'(trunk {m.trunk}, resnet_depth {m.resnet_depth}, head_rates '
@@ -560,8 +560,8 @@ def _vgg_shared_head(found, config, target, out, problems, used):
     return
   for b in range(len(tuple(config.model.head_rates))):
     for j, (kernel, bias) in enumerate(((kernel_6, bias_6), (kernel_7, bias_7))):
-      out[f'params/head/branch{b}_hidden{j}/kernel'] = kernel
-      out[f'params/head/branch{b}_hidden{j}/bias'] = bias
+      out[f'params/head/branch{b}_hidden{j}/kernel'] = kernel.copy()
+      out[f'params/head/branch{b}_hidden{j}/bias'] = bias.copy()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -670,10 +670,28 @@ def _convert(layers, config, allow_classifier_mismatch, allow_missing_classifier
     if name not in used:
       problems.unexpected.append(f'{name} ({found[name].type}): '
                                  + ', '.join(str(b.shape) for b in found[name].blobs))
-  problems.raise_if_any(source, config)
+  problems.raise_if_any(source, config, _hint(found, config))
   _check_tree(out, target, release, allow_classifier_mismatch, allow_missing_classifier,
               source, config)
   return out, release
+
+
+def _hint(found, config) -> str:
+  """What the file looks like, where that differs from the config."""
+  from deeplab_jax.models.resnet import BLOCKS  # pylint: disable=import-outside-toplevel
+  m = config.model
+  if m.trunk == 'resnet' and 'conv1_1' in found:
+    return ('the file is a VGG-16 (conv1_1): use a VGG config '
+            '(configs/voc_largefov.py, configs/voc_vgg_aspp.py)')
+  if m.trunk == 'vgg16' and ('bn_conv1' in found or 'res2a_branch2a' in found):
+    return 'the file is a ResNet (res2a_branch2a): use configs/voc_aspp.py'
+  if m.trunk == 'resnet':
+    res4 = sum(bool(re.fullmatch(r'res4(?:[a-z]|b\d+)_branch2a', n)) for n in found)
+    depth = {blocks[2]: d for d, blocks in BLOCKS.items()}.get(res4)
+    if depth and depth != m.resnet_depth:
+      return (f'the file\'s res4 has {res4} blocks, a ResNet-{depth}: '
+              f'--config.model.resnet_depth={depth}')
+  return ''
 
 
 def _is_classifier(path):

@@ -138,16 +138,16 @@ def _weight_layers(m, variables, bn_scale_factor, bn_eps):
 
 
 def _with_blobless_layers(weight_layers, trunk, tag):
-  """The weight layers with ReLU / pooling / data / loss layers among them."""
+  """The weight layers with data / ReLU / pooling / sum / loss layers among them."""
   out = [Layer('data', 'Data')]
+  pools = {'scale_conv1': 'pool1', 'conv1_2': 'pool1', 'conv2_2': 'pool2',
+           'conv3_3': 'pool3', 'conv4_3': 'pool4', 'conv5_3': 'pool5'}
   for layer in weight_layers:
     out.append(layer)
-    if layer.type in ('Scale', 'Convolution') and not layer.name.startswith('res') \
-        and not layer.name.startswith(('fc1', 'fc8')):
-      out.append(Layer(f'{layer.name}_relu' if trunk == 'resnet' else
-                       layer.name.replace('conv', 'relu').replace('fc', 'relu'), 'ReLU'))
-    if layer.name in ('scale_conv1', 'conv1_2', 'conv2_2', 'conv3_3', 'conv4_3', 'conv5_3'):
-      out.append(Layer(f'pool{layer.name[-3] if trunk == "vgg16" else 1}', 'Pooling'))
+    if layer.type == 'Scale' or (trunk == 'vgg16' and not layer.name.startswith('fc8')):
+      out.append(Layer(f'{layer.name}_relu', 'ReLU'))
+    if layer.name in pools:
+      out.append(Layer(pools[layer.name], 'Pooling'))
   out.append(Layer(f'fc1_{tag}' if trunk == 'resnet' else f'fc8_{tag}', 'Eltwise'))
   out.append(Layer('loss', 'SoftmaxWithLoss'))
   return out
