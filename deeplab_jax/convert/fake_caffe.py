@@ -106,7 +106,7 @@ def write_caffemodel(path, layers, legacy=False, name='deeplab_jax_fake'):
 
 
 def _np(tree):
-  return {k: (_np(v) if isinstance(v, dict) else np.asarray(v, np.float32))
+  return {k: (_np(v) if isinstance(v, dict) else np.array(v, np.float32))  # Copies.
           for k, v in tree.items()}
 
 
