@@ -74,6 +74,7 @@ def test_auto_choice_per_backend_and_shape():
   assert atrous.resolve_impl('auto', 2048, 21, 'cpu') == 'taps'
   assert atrous.resolve_impl('auto', 512, 512, 'cpu') == 'dilation_taps_grad'
   assert atrous.resolve_impl('auto', 64, 64, 'cpu') == 'dilation_taps_grad'
-  assert atrous.resolve_impl('auto', 2048, 21, 'gpu') == 'dilation'
+  assert atrous.resolve_impl('auto', 2048, 21, 'gpu') == 'space_to_batch'
+  assert atrous.resolve_impl('auto', 2048, 21, 'tpu') == 'dilation'
   with pytest.raises(ValueError, match='not one of'):
     atrous.resolve_impl('winograd', 1, 1)

@@ -24,7 +24,8 @@ Implementations (`impl`), for stride 1:
                     2048 -> 21 at rates 6-24), where XLA's CPU dilated conv is slow.
   'auto'            per backend and shape, the fastest measured (benchmarks/
                     README.md): on CPU 'taps' when out * 4 <= in, else
-                    'dilation_taps_grad'; 'dilation' on GPU/TPU.
+                    'dilation_taps_grad'; on GPU 'space_to_batch' (XLA's
+                    dilated-conv gradient is slow there); 'dilation' on TPU.
 'space_to_batch' runs rate-1 convs as plain ones; strided convs always use
 XLA's convolution, and 1x1 convs are a dot (XLA's CPU 1x1 convolution is
 20-35% slower than the same contraction as a matmul).
@@ -57,6 +58,8 @@ def resolve_impl(impl, in_features, out_features, backend=None):
   if impl != 'auto':
     return impl
   backend = backend or jax.default_backend()
+  if backend == 'gpu':  # XLA's dilated-conv gradients are slow there (H100 figures).
+    return 'space_to_batch'
   if backend != 'cpu':
     return 'dilation'
   return 'taps' if out_features * 4 <= in_features else 'dilation_taps_grad'
