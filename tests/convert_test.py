@@ -145,3 +145,32 @@ def test_init_from_a_model_of_another_shape_is_an_error(converted_dir, tiny_conf
   tiny_config.model.head_hidden = (16,)
   with pytest.raises(UserError, match='do not fit'):
     train_lib.train_and_evaluate(tiny_config, str(tmp_path))
+
+
+def test_cli_converts_a_caffemodel_that_evaluate_then_reads(tmp_path, data_dir):
+  """`python -m deeplab_jax.convert` then `evaluate.py`, as the README says."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from configs import voc_aspp  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.convert import fake_caffe  # pylint: disable=import-outside-toplevel
+  config = voc_aspp.get_config('tiny')
+  variables = fake_caffe.random_variables(config, seed=3)
+  model_file = str(tmp_path / 'train_iter_20000.caffemodel')
+  fake_caffe.write_caffemodel(model_file, fake_caffe.layers_from_flax(
+      variables, config, 'deeplab_v2_resnet', classifier_tag='voc12'))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  output = str(tmp_path / 'converted')
+  common = ['--config', 'configs/voc_aspp.py:tiny', f'--config.dataset.data_dir={data_dir}']
+  run = lambda *args: subprocess.run([sys.executable, *args, *common], cwd=root,
+                                     capture_output=True, text=True, timeout=600)
+  done = run('-m', 'deeplab_jax.convert', '--input', model_file, '--output', output)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert json.load(open(os.path.join(output, 'converted.json')))['format'] == 'caffe'
+  restored = checkpoint.restore_variables(output)
+  for (k, a), (_, b) in zip(sorted(_flat(restored).items()), sorted(_flat(variables).items())):
+    np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=k)
+  done = run('evaluate.py', '--workdir', output)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'mean IoU' in done.stdout
+  again = run('-m', 'deeplab_jax.convert', '--input', model_file, '--output', output)
+  assert again.returncode == 1 and 'error: ' in again.stderr and 'already holds' in again.stderr

@@ -168,7 +168,7 @@ def read(path: str, config) -> Converted:
   fmt = detect(path)
   if fmt == CAFFE:
     from deeplab_jax.convert import caffe  # pylint: disable=import-outside-toplevel
-    return caffe.convert(caffe.read_caffemodel(path), config)
+    return caffe.convert(caffe.read_caffemodel(path), config, source=path)
   from deeplab_jax.convert import pytorch  # pylint: disable=import-outside-toplevel
   return pytorch.convert(pytorch.read_state_dict(path), config)
 
