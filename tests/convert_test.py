@@ -161,16 +161,24 @@ def test_cli_converts_a_caffemodel_that_evaluate_then_reads(tmp_path, data_dir):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   output = str(tmp_path / 'converted')
   common = ['--config', 'configs/voc_aspp.py:tiny', f'--config.dataset.data_dir={data_dir}']
-  run = lambda *args: subprocess.run([sys.executable, *args, *common], cwd=root,
-                                     capture_output=True, text=True, timeout=600)
+  run = lambda *args, extra=(): subprocess.run(
+      [sys.executable, *args, *common, *extra], cwd=root, capture_output=True,
+      text=True, timeout=600)
   done = run('-m', 'deeplab_jax.convert', '--input', model_file, '--output', output)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert json.load(open(os.path.join(output, 'converted.json')))['format'] == 'caffe'
+  record = json.load(open(os.path.join(output, 'converted.json')))
+  assert record['format'] == 'caffe'
+  # The tiny config scales its inputs (random init); Caffe weights take std 1.
+  assert [w.split(' is')[0] for w in record['input_warnings']] == ['model.pixel_std']
   restored = checkpoint.restore_variables(output)
   for (k, a), (_, b) in zip(sorted(_flat(restored).items()), sorted(_flat(variables).items())):
     np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=k)
   done = run('evaluate.py', '--workdir', output)
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'mean IoU' in done.stdout
+  # A config feeding RGB to Caffe weights: the CLI says so.
+  other = run('-m', 'deeplab_jax.convert', '--input', model_file, '--output',
+              str(tmp_path / 'rgb'), extra=['--config.model.channel_order=rgb'])
+  assert other.returncode == 0 and 'warning: model.channel_order is' in other.stdout
   again = run('-m', 'deeplab_jax.convert', '--input', model_file, '--output', output)
   assert again.returncode == 1 and 'error: ' in again.stderr and 'already holds' in again.stderr

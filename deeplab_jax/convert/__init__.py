@@ -163,6 +163,43 @@ def assemble(converted: Converted, config, reinit_classifier=False, path=''):
   return _unflatten(out), sorted(reinit)
 
 
+# What the Caffe releases (DeepLab v1/v2, ImageNet VGG-16) were trained on,
+# in the model config's terms (0-255 inputs; mean/std in the model's order).
+CAFFE_CONVENTION = {'channel_order': 'bgr',
+                    'pixel_mean': (104.008, 116.669, 122.675),
+                    'pixel_std': (1.0, 1.0, 1.0)}
+
+
+def convention_differences(config, convention: dict, description: str) -> list[str]:
+  """Lines saying where `config.model` departs from the weights' input convention.
+
+  Empty when they agree; each line gives the override that would fix it.
+  """
+  out = []
+  for field, want in convention.items():
+    have = config.model[field]
+    if isinstance(want, str):
+      same, flag = have == want, want
+    else:
+      same = len(have) == len(want) and np.allclose(have, want, rtol=0, atol=1e-3)
+      flag = ','.join(f'{v:g}' for v in want)
+    if not same:
+      shown = have if isinstance(have, str) else tuple(have)
+      out.append(f'model.{field} is {shown!r}; {description} weights take '
+                 f'--config.model.{field}={flag}')
+  return out
+
+
+def input_warnings(path: str, converted: Converted, config) -> list[str]:
+  """Where the config feeds the weights other inputs than they were trained on."""
+  if detect(path) == CAFFE:
+    return convention_differences(config, CAFFE_CONVENTION, 'Caffe')
+  from deeplab_jax.convert import pytorch  # pylint: disable=import-outside-toplevel
+  if converted.source not in pytorch.SOURCES:
+    return []
+  return pytorch.convention_differences(config, converted.source)
+
+
 def read(path: str, config) -> Converted:
   """The file's variables in the model's tree (no checks against the model yet)."""
   fmt = detect(path)
@@ -226,6 +263,7 @@ def convert_to_workdir(path: str, config, output: str,
       'input_convention': {'channel_order': config.model.channel_order,
                            'pixel_mean': list(config.model.pixel_mean),
                            'pixel_std': list(config.model.pixel_std)},
+      'input_warnings': input_warnings(path, converted, config),
   }
   with open(os.path.join(output, 'converted.json'), 'w') as f:
     json.dump(record, f, indent=2)

@@ -29,6 +29,8 @@ def main():
   record = convert.convert_to_workdir(_INPUT.value, _CONFIG.value, _OUTPUT.value,
                                       _REINIT.value)
   print(json.dumps(record, indent=2))
+  for line in record['input_warnings']:
+    print(f'warning: {line}')
   print(f'\nwrote {_OUTPUT.value}: evaluate with `python evaluate.py --config ... '
         f'--workdir {_OUTPUT.value}`, train from it with --config.init_from={_OUTPUT.value}')
 

@@ -240,19 +240,9 @@ def convention_differences(config, source: str) -> list[str]:
 
   Empty when they agree; each line gives the override that would fix it.
   """
-  out = []
-  for field, want in input_convention(source).items():
-    have = config.model[field]
-    if isinstance(want, str):
-      same = have == want
-      flag = want
-    else:
-      same = len(have) == len(want) and np.allclose(have, want, rtol=0, atol=1e-3)
-      flag = ','.join(f'{v:g}' for v in want)
-    if not same:
-      out.append(f'model.{field} is {tuple(have) if not isinstance(have, str) else have!r}; '
-                 f'{_DESCRIPTIONS[source]} weights take --config.model.{field}={flag}')
-  return out
+  from deeplab_jax import convert  # pylint: disable=import-outside-toplevel
+  return convert.convention_differences(config, input_convention(source),
+                                        _DESCRIPTIONS[source])
 
 
 # ----------------------------------------------------------- key tables ----
