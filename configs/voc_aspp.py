@@ -1,7 +1,13 @@
 """DeepLab v2 ResNet-101 ASPP-L with multi-scale inputs (MSC): the paper's best.
 
-    python train.py --config configs/voc_aspp.py --workdir runs/voc_aspp
+    python -m deeplab_jax.convert --input init.caffemodel --config configs/voc_aspp.py \
+        --output weights/coco_init   # once: the COCO-pretrained start
+    python train.py --config configs/voc_aspp.py --workdir runs/voc_aspp \
+        --config.init_from=weights/coco_init
     python evaluate.py --config configs/voc_aspp.py --workdir runs/voc_aspp
+
+or evaluate the released model directly: convert `train_iter_20000.caffemodel`
+to weights/voc_aspp and `python evaluate.py ... --workdir weights/voc_aspp`.
 
 Targets (VOC 2012 val mIoU): 76.35 before CRF, 77.69 after (the PyTorch port,
 same recipe: 76.65 / 77.93), starting from the COCO-pretrained `init.caffemodel`
