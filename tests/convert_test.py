@@ -31,7 +31,7 @@ def weights(tmp_path_factory):
 
 
 def _classifier_paths(variables):
-  return [k for k in convert._flatten(variables) if convert.is_classifier(k)]  # pylint: disable=protected-access
+  return [k for k in convert.flatten(variables) if convert.is_classifier(k)]
 
 
 def test_assemble_takes_every_leaf_from_the_file(weights, tiny_config):
@@ -42,38 +42,38 @@ def test_assemble_takes_every_leaf_from_the_file(weights, tiny_config):
 
 
 def test_absent_classifier_is_initialised_afresh(weights, tiny_config):
-  flat = convert._flatten(weights)  # pylint: disable=protected-access
+  flat = convert.flatten(weights)
   absent = frozenset(_classifier_paths(weights))
   assert absent
-  partial = convert._unflatten({k: v for k, v in flat.items() if k not in absent})  # pylint: disable=protected-access
+  partial = convert.unflatten({k: v for k, v in flat.items() if k not in absent})
   variables, reinit = convert.assemble(convert.Converted(partial, absent), tiny_config)
   assert reinit == sorted(absent)
-  fresh = convert._flatten(convert.init_variables(tiny_config))  # pylint: disable=protected-access
-  out = convert._flatten(variables)  # pylint: disable=protected-access
+  fresh = convert.flatten(convert.init_variables(tiny_config))
+  out = convert.flatten(variables)
   for k in absent:
     np.testing.assert_array_equal(out[k], fresh[k])
 
 
 def test_other_class_count_needs_reinit_classifier(weights, tiny_config):
-  flat = dict(convert._flatten(weights))  # pylint: disable=protected-access
+  flat = dict(convert.flatten(weights))
   for k in _classifier_paths(weights):  # A 60-class file.
     flat[k] = np.zeros(flat[k].shape[:-1] + (60,), np.float32)
-  other = convert.Converted(convert._unflatten(flat), source='test')  # pylint: disable=protected-access
+  other = convert.Converted(convert.unflatten(flat), source='test')
   with pytest.raises(UserError, match=r'(?s)another number of classes.*--reinit_classifier'):
     convert.assemble(other, tiny_config)
   variables, reinit = convert.assemble(other, tiny_config, reinit_classifier=True)
   assert reinit == sorted(_classifier_paths(weights))
   for k in _classifier_paths(weights):
-    assert convert._flatten(variables)[k].shape[-1] == 5  # pylint: disable=protected-access
+    assert convert.flatten(variables)[k].shape[-1] == 5
 
 
 def test_missing_and_unexpected_leaves_are_named(weights, tiny_config):
-  flat = dict(convert._flatten(weights))  # pylint: disable=protected-access
+  flat = dict(convert.flatten(weights))
   gone = next(k for k in flat if not convert.is_classifier(k))
   del flat[gone]
   flat['params/extra/kernel'] = np.zeros(3)
   with pytest.raises(UserError) as e:
-    convert.assemble(convert.Converted(convert._unflatten(flat)), tiny_config)  # pylint: disable=protected-access
+    convert.assemble(convert.Converted(convert.unflatten(flat)), tiny_config)
   assert gone in str(e.value) and 'params/extra/kernel' in str(e.value)
 
 

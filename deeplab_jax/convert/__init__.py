@@ -78,18 +78,18 @@ def detect(path: str) -> str:
                   '(torch.save); which file is it?')
 
 
-def _flatten(tree, prefix=''):
+def flatten(tree, prefix=''):
   out = {}
   for key, value in tree.items():
     path = f'{prefix}/{key}' if prefix else key
     if isinstance(value, dict):
-      out.update(_flatten(value, path))
+      out.update(flatten(value, path))
     else:
       out[path] = value
   return out
 
 
-def _unflatten(flat):
+def unflatten(flat):
   tree = {}
   for path, value in flat.items():
     node = tree
@@ -124,8 +124,8 @@ def assemble(converted: Converted, config, reinit_classifier=False, path=''):
   another class count with `reinit_classifier` (then initialised). Anything
   else is a UserError listing the offending names.
   """
-  target = _flatten(init_variables(config))
-  found = _flatten(converted.variables)
+  target = flatten(init_variables(config))
+  found = flatten(converted.variables)
   out, missing, misshaped, reinit = {}, [], [], []
   for name, fresh in target.items():
     value = found.get(name)
@@ -160,7 +160,7 @@ def assemble(converted: Converted, config, reinit_classifier=False, path=''):
   if problems:
     raise UserError(f'{path or "the weights"} ({converted.source}) do not fit '
                     f'the model of this config:\n' + '\n'.join(problems))
-  return _unflatten(out), sorted(reinit)
+  return unflatten(out), sorted(reinit)
 
 
 # What the Caffe releases (DeepLab v1/v2, ImageNet VGG-16) were trained on,
@@ -259,7 +259,7 @@ def convert_to_workdir(path: str, config, output: str,
       'input': os.path.abspath(path), 'sha256': sha256(path),
       'format': detect(path), 'source': converted.source,
       'initialised_afresh': reinit,
-      'num_params': int(sum(np.size(v) for v in _flatten(variables['params']).values())),
+      'num_params': int(sum(np.size(v) for v in flatten(variables['params']).values())),
       'input_convention': {'channel_order': config.model.channel_order,
                            'pixel_mean': list(config.model.pixel_mean),
                            'pixel_std': list(config.model.pixel_std)},

@@ -297,15 +297,8 @@ def target_shapes(config) -> dict:
 
 
 def _target_shapes(config) -> dict:
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from deeplab_jax import models  # pylint: disable=import-outside-toplevel
-  model = models.build(config)
-  images = jax.ShapeDtypeStruct((1, 33, 33, 3), jnp.uint8)
-  abstract = jax.eval_shape(
-      lambda x: model.init(jax.random.key(0), x, train=False), images)
-  return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(abstract)}
+  return models.variable_shapes(config)
 
 
 def _leaves(m: LayerMap, target) -> list:
@@ -714,14 +707,8 @@ def _check_tree(out, target, release, allow_mismatch, allow_missing, source, con
 
 
 def _nest(flat) -> dict:
-  tree = {'params': {}, 'batch_stats': {}}
-  for path, value in flat.items():
-    node = tree
-    *parents, leaf = path.split('/')
-    for key in parents:
-      node = node.setdefault(key, {})
-    node[leaf] = value
-  return tree
+  from deeplab_jax import convert  # pylint: disable=import-outside-toplevel
+  return {'params': {}, 'batch_stats': {}, **convert.unflatten(flat)}
 
 
 def classifier_paths(config) -> list[str]:

@@ -80,8 +80,6 @@ import dataclasses
 import re
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from deeplab_jax import models
@@ -247,16 +245,6 @@ def convention_differences(config, source: str) -> list[str]:
 
 # ----------------------------------------------------------- key tables ----
 
-def _target_shapes(config) -> dict[str, tuple[int, ...]]:
-  """'/'-joined path -> shape of every variable of `models.build(config)`."""
-  # One scale: MSC shares the parameters over scales, and traces 3x faster.
-  model = models.build(config).clone(input_scales=(1.0,))
-  tree = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, 33, 33, 3), jnp.float32), train=False))
-  return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-
-
 def _source_for(config) -> str:
   trunk = config.model.trunk
   if trunk == 'resnet':
@@ -331,7 +319,7 @@ def _plan(config, source: str) -> _Plan:
     raise UserError(f'the file holds {_DESCRIPTIONS[source]} weights but '
                     f'model.trunk is {config.model.trunk!r}; they need a '
                     f'{"resnet" if source == RESNET else "vgg16"} config')
-  shapes = _target_shapes(config)
+  shapes = models.variable_shapes(config)
   if source == VGG16 and len(config.model.head_hidden) != 2:
     raise UserError(
         'VGG-16\'s fc6 / fc7 initialise a head with two hidden layers '

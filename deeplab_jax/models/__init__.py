@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from deeplab_jax.errors import UserError
@@ -80,3 +81,18 @@ def build(config):
                  input_scales=scales, align_corners=m.align_corners,
                  pixel_mean=tuple(m.pixel_mean), pixel_std=tuple(m.pixel_std),
                  channel_order=m.channel_order, dtype=dtype)
+
+
+def variable_shapes(config) -> dict[str, tuple[int, ...]]:
+  """'{collection}/{path}' -> shape of every variable of `build(config)`.
+
+      variable_shapes(config)['params/head/branch0_classifier/kernel']  # (3, 3, 2048, 21)
+
+  From `jax.eval_shape` at one input scale (MSC shares its variables over
+  scales): nothing is allocated, so full-size models are cheap.
+  """
+  model = build(config).clone(input_scales=(1.0,))
+  tree = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, 33, 33, 3), jnp.uint8), train=False))
+  return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
