@@ -236,10 +236,10 @@ def test_resnet_logits_equal_pytorch_loaded_from_caffe_names(tmp_path, resnet):
     if name in eps:
       module.eps = eps[name]
   reference = _load_torch(reference, state, torch)
-  images = _images((1, 45, 37, 3))
+  images = _images((3, 45, 37, 3))  # Several inputs.
   got = models.build(config).apply(caffe.to_flax(layers, config), images, train=False)
   expected = _torch_logits(reference, images, config, torch)
-  assert got.shape == expected.shape == (1, 6, 5, 5)
+  assert got.shape == expected.shape == (3, 6, 5, 5)
   assert _rel_err(got, expected) < RTOL
 
 
@@ -256,10 +256,10 @@ def test_vgg_logits_equal_pytorch_loaded_from_caffe_names(tmp_path, request, whi
   layers = caffe.read_caffemodel(path)
   reference = _load_torch(torch_deeplab.VGGHead(5, hidden=(16, 16), base_width=8, **kwargs),
                           _torch_vgg_state(layers), torch)
-  images = _images((1, 43, 30, 3), seed=5)
+  images = _images((3, 43, 30, 3), seed=5)  # Several inputs.
   got = models.build(config).apply(caffe.to_flax(layers, config), images, train=False)
   expected = _torch_logits(reference, images, config, torch)
-  assert got.shape == expected.shape == (1, 7, 5, 5)
+  assert got.shape == expected.shape == (3, 7, 5, 5)
   assert _rel_err(got, expected) < RTOL
 
 

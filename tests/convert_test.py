@@ -173,6 +173,23 @@ def test_cli_converts_a_caffemodel_that_evaluate_then_reads(tmp_path, data_dir):
   restored = checkpoint.restore_variables(output)
   for (k, a), (_, b) in zip(sorted(_flat(restored).items()), sorted(_flat(variables).items())):
     np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=k)
+  assert 'converted ' in done.stdout and record['converted_tensors'] == len(_flat(variables))
+  # evaluate.py's loader (the full train state) gives the same logits.
+  from deeplab_jax import models, optim, sharding, train_step  # pylint: disable=import-outside-toplevel,g-multiple-import
+  config.dataset.data_dir = data_dir
+  mesh = sharding.make_mesh()
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps,
+                                 config.model.batch_norm == 'frozen')
+  mngr = checkpoint.manager(output, read_only=True)
+  state = checkpoint.restore(mngr, train_step.abstract_train_state(
+      config, models.build(config), tx, mesh))
+  mngr.close()
+  images = np.random.default_rng(0).integers(0, 256, (2, 40, 48, 3), np.uint8)
+  model = models.build(config)
+  np.testing.assert_allclose(
+      model.apply(state.variables(), images, train=False),
+      model.apply(convert.from_file(model_file, config), images, train=False),
+      rtol=1e-6, atol=1e-6)
   done = run('evaluate.py', '--workdir', output)
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'mean IoU' in done.stdout

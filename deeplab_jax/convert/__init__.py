@@ -258,6 +258,7 @@ def convert_to_workdir(path: str, config, output: str,
   record = {
       'input': os.path.abspath(path), 'sha256': sha256(path),
       'format': detect(path), 'source': converted.source,
+      'converted_tensors': len(flatten(variables)) - len(reinit),
       'initialised_afresh': reinit,
       'num_params': int(sum(np.size(v) for v in flatten(variables['params']).values())),
       'input_convention': {'channel_order': config.model.channel_order,

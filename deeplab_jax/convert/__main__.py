@@ -29,6 +29,9 @@ def main():
   record = convert.convert_to_workdir(_INPUT.value, _CONFIG.value, _OUTPUT.value,
                                       _REINIT.value)
   print(json.dumps(record, indent=2))
+  print(f"\nconverted {record['converted_tensors']} tensors ({record['num_params']:,} "
+        f"parameters) from {record['source']}; initialised afresh: "
+        f"{len(record['initialised_afresh'])}")
   for line in record['input_warnings']:
     print(f'warning: {line}')
   print(f'\nwrote {_OUTPUT.value}: evaluate with `python evaluate.py --config ... '
