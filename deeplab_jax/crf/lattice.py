@@ -46,6 +46,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Keys of invalid pixels' vertices and of unused lattice slots; far from any
 # real key and with room for +-D neighbour offsets without overflow.
@@ -102,20 +103,24 @@ def _embed(features_NxD):
   """
   n, d = features_NxD.shape
   features_NxD = features_NxD.astype(jnp.float32)
-  k = jnp.arange(d, dtype=jnp.float32)
-  inv_std_dev = jnp.sqrt(2.0 / 3.0) * (d + 1)
-  scale_D = inv_std_dev / jnp.sqrt((k + 1) * (k + 2))
+  # densecrf's constants, rounded to float32 the way it rounds them.
+  inv_std_dev = np.float32(np.sqrt(2.0 / 3.0) * (d + 1))
+  scale_D = np.array([1.0 / np.sqrt((k + 2) * (k + 1)) * np.float64(inv_std_dev)
+                      for k in range(d)], np.float32)
+  down = np.float32(1.0) / np.float32(d + 1)
   cf_NxD = features_NxD * scale_D
-  # elevated[0] = sum_k cf_k; elevated[j] = sum_{k>=j} cf_k - j cf_{j-1}.
-  tail_sums_NxD = jnp.cumsum(cf_NxD[:, ::-1], axis=1)[:, ::-1]
-  tail_sums_NxD1 = jnp.concatenate(
-      [tail_sums_NxD, jnp.zeros((n, 1), jnp.float32)], axis=1)
-  cf_shifted_NxD1 = jnp.concatenate(
-      [jnp.zeros((n, 1), jnp.float32), cf_NxD], axis=1)
-  elevated_NxD1 = tail_sums_NxD1 - jnp.arange(d + 1) * cf_shifted_NxD1
+  # elevated[j] = sum_{k>=j} cf_k - j cf_{j-1}, elevated[0] = sum_k cf_k,
+  # summed in densecrf's order (k = D-1 down) so float rounding agrees.
+  elevated = [None] * (d + 1)
+  tail_N = jnp.zeros((n,), jnp.float32)
+  for j in range(d, 0, -1):
+    elevated[j] = tail_N - np.float32(j) * cf_NxD[:, j - 1]
+    tail_N = tail_N + cf_NxD[:, j - 1]
+  elevated[0] = tail_N
+  elevated_NxD1 = jnp.stack(elevated, axis=1)
 
   # Closest remainder-0 point, then the simplex by ranking the differences.
-  rounded_NxD1 = jnp.round(elevated_NxD1 / (d + 1))
+  rounded_NxD1 = jnp.round(elevated_NxD1 * down)
   rem0_NxD1 = (rounded_NxD1 * (d + 1)).astype(jnp.int32)
   total_N = jnp.sum(rounded_NxD1, axis=1).astype(jnp.int32)
   delta_NxD1 = elevated_NxD1 - rem0_NxD1.astype(jnp.float32)
@@ -133,7 +138,7 @@ def _embed(features_NxD):
   rem0_NxD1 = rem0_NxD1 + wrap_NxD1 * (d + 1)
 
   # Barycentric coordinates: b[D - rank_i] += v_i, b[D - rank_i + 1] -= v_i.
-  v_NxD1 = (elevated_NxD1 - rem0_NxD1.astype(jnp.float32)) / (d + 1)
+  v_NxD1 = (elevated_NxD1 - rem0_NxD1.astype(jnp.float32)) * down
   slots = jnp.arange(d + 2)
   pos_NxD1 = d - rank_NxD1
   onehot_NxD1xD2 = ((pos_NxD1[..., None] == slots).astype(jnp.float32)

@@ -1,0 +1,212 @@
+"""Tests for deeplab_jax.crf.lattice (permutohedral-lattice Gaussian filter)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deeplab_jax.crf import lattice
+
+build = jax.jit(lattice.build, static_argnames='max_points')
+filter_ = jax.jit(lattice.filter)
+exact = jax.jit(lattice.gaussian_filter_exact)
+
+
+def _image_features(h, w, d, sxy=4.0, seed=0):
+  """Features like a CRF's: (x, y)/sxy plus d-2 smooth 'colour' channels."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+  colours = [2 * (np.sin(xx / 7 + k) + np.cos(yy / 5 - k))
+             + rng.normal(0, 0.1, (h, w)) for k in range(d - 2)]
+  return np.stack([xx / sxy, yy / sxy] + colours, -1).reshape(-1, d).astype(
+      np.float32)
+
+
+def _rel(a, b):
+  return float(np.linalg.norm(np.asarray(a) - np.asarray(b))
+               / np.linalg.norm(np.asarray(b)))
+
+
+def _densecrf_filter(features_NxD, values_NxC):
+  """densecrf's own lattice output, read through pydensecrf's mean-field step.
+
+  One pairwise term with an identity label compatibility, no normalisation
+  and zero unaries: after stepInference, tmp2 holds K Q (the lattice filter of
+  Q, own pixel included).
+  """
+  dcrf = pytest.importorskip('pydensecrf.densecrf')
+  eigen = pytest.importorskip('pydensecrf.eigen')
+  n, c = values_NxC.shape
+  crf = dcrf.DenseCRF(n, c)
+  crf.setUnaryEnergy(np.zeros((c, n), np.float32))
+  crf.addPairwiseEnergy(
+      np.ascontiguousarray(features_NxD.T, np.float32),
+      np.eye(c, dtype=np.float32), kernel=dcrf.DIAG_KERNEL,
+      normalization=dcrf.NO_NORMALIZATION)
+  q = eigen.matrixXf(np.ascontiguousarray(values_NxC.T, np.float32))
+  tmp1 = eigen.matrixXf(np.zeros((c, n), np.float32))
+  tmp2 = eigen.matrixXf(np.zeros((c, n), np.float32))
+  crf.stepInference(q, tmp1, tmp2)
+  return np.array(tmp2).T
+
+
+@pytest.mark.parametrize('d,n,scale', [(1, 200, 4.0), (2, 600, 3.0),
+                                       (5, 1500, 2.0)])
+def test_matches_densecrf_lattice(d, n, scale):
+  rng = np.random.default_rng(d)
+  features = rng.uniform(0, scale, (n, d)).astype(np.float32)
+  values = rng.uniform(0, 1, (n, 3)).astype(np.float32)
+  want = _densecrf_filter(features, values)
+  got = filter_(build(features), values)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * want.max())
+
+
+@pytest.mark.parametrize('d,scale_low,scale_high,max_normalised_err', [
+    (2, 0.84, 0.90, 0.01),   # measured 0.875, 0.4%
+    (5, 0.40, 0.60, 0.03),   # measured 0.49, 1.1%
+])
+def test_accuracy_against_exact(d, scale_low, scale_high, max_normalised_err):
+  """Like densecrf's, the lattice's kernel is lower than the Gaussian's (the
+  ratio is stable across pixels), and the normalised filter the CRF uses,
+  K v / K 1, is close to the exact one."""
+  features = _image_features(30, 50, d)
+  values = np.random.default_rng(1).uniform(0, 1, (1500, 21)).astype(
+      np.float32)
+  ones = np.ones((1500, 1), np.float32)
+  lat = build(features)
+  got, got_norm = filter_(lat, values), filter_(lat, ones)
+  want, want_norm = exact(features, values), exact(features, ones)
+  ratio = float(jnp.mean(got_norm / want_norm))
+  assert scale_low < ratio < scale_high
+  assert _rel(got / ratio, want) < 0.1
+  assert _rel(got / got_norm, want / want_norm) < max_normalised_err
+
+
+def test_constant_gives_smooth_positive_normaliser():
+  """K 1 is positive and follows the exact normaliser: their ratio (measured
+  0.77..0.90, mean 0.875 for D=2) changes little from pixel to pixel."""
+  features = _image_features(30, 50, 2)
+  ones = np.ones((1500, 1), np.float32)
+  norm = np.asarray(filter_(build(features), ones))
+  assert norm.min() > 0
+  ratio_hw = (norm / np.asarray(exact(features, ones))).reshape(30, 50)
+  assert 0.7 < ratio_hw.min() and ratio_hw.max() < 0.95
+  assert np.abs(np.diff(ratio_hw, axis=0)).max() < 0.08
+  assert np.abs(np.diff(ratio_hw, axis=1)).max() < 0.08
+
+
+def test_nearly_self_adjoint():
+  """densecrf blurs axes 0..D in order, so K is symmetric only up to the
+  order of the blurs over missing lattice points."""
+  rng = np.random.default_rng(2)
+  features = _image_features(30, 50, 5)
+  a, b = rng.uniform(0, 1, (2, 1500, 4)).astype(np.float32)
+  lat = build(features)
+  left = float(jnp.vdot(a, filter_(lat, b)))
+  right = float(jnp.vdot(filter_(lat, a), b))
+  assert abs(left - right) < 1e-3 * abs(left)
+
+
+def test_invalid_pixels_neither_splat_nor_receive():
+  rng = np.random.default_rng(3)
+  features = rng.uniform(0, 3, (400, 5)).astype(np.float32)
+  values = rng.uniform(0, 1, (400, 3)).astype(np.float32)
+  valid = rng.uniform(size=400) < 0.7
+  got = np.asarray(filter_(build(features, valid), values))
+  assert np.all(got[~valid] == 0)
+  alone = filter_(build(features[valid]), values[valid])
+  np.testing.assert_allclose(got[valid], alone, rtol=1e-5, atol=1e-5)
+  # Garbage (even non-finite) features at invalid pixels change nothing.
+  features[~valid] = 1e6
+  again = filter_(build(features, valid), values)
+  np.testing.assert_allclose(again, got, rtol=1e-6, atol=1e-6)
+
+
+def test_vmap_over_images_with_different_valid_masks():
+  rng = np.random.default_rng(4)
+  features_BxNxD = rng.uniform(0, 3, (3, 500, 5)).astype(np.float32)
+  values_BxNxC = rng.uniform(0, 1, (3, 500, 2)).astype(np.float32)
+  sizes = [500, 350, 120]
+  valid_BxN = np.arange(500)[None, :] < np.array(sizes)[:, None]
+
+  @jax.jit
+  def batched(features, values, valid):
+    return jax.vmap(lambda f, v, m: lattice.filter(lattice.build(f, m), v))(
+        features, values, valid)
+
+  got = np.asarray(batched(features_BxNxD, values_BxNxC, valid_BxN))
+  for i, size in enumerate(sizes):
+    alone = filter_(build(features_BxNxD[i, :size]), values_BxNxC[i, :size])
+    np.testing.assert_allclose(got[i, :size], alone, rtol=1e-5, atol=1e-5)
+    assert np.all(got[i, size:] == 0)
+
+
+def test_gradient_matches_finite_differences():
+  rng = np.random.default_rng(5)
+  features = rng.uniform(0, 2, (60, 3)).astype(np.float32)
+  values = rng.uniform(0, 1, (60, 2)).astype(np.float64)
+  probe = rng.uniform(-1, 1, (60, 2)).astype(np.float32)
+  lat = build(features)
+
+  def loss(v):
+    return jnp.sum(jnp.sin(lattice.filter(lat, v)) * probe)
+
+  grad = np.asarray(jax.jit(jax.grad(loss))(values.astype(np.float32)))
+  direction = rng.normal(size=values.shape)
+  eps = 1e-2
+  plus = float(loss((values + eps * direction).astype(np.float32)))
+  minus = float(loss((values - eps * direction).astype(np.float32)))
+  numeric = (plus - minus) / (2 * eps)
+  assert abs(float(np.sum(grad * direction)) - numeric) < 2e-3 * max(
+      1.0, abs(numeric))
+
+
+def test_gradient_wrt_features_is_finite():
+  rng = np.random.default_rng(6)
+  features = rng.uniform(0, 2, (60, 3)).astype(np.float32)
+  values = rng.uniform(0, 1, (60, 2)).astype(np.float32)
+  grad = jax.jit(jax.grad(
+      lambda f: jnp.sum(lattice.filter(lattice.build(f), values))))(features)
+  assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+def test_static_shapes_compile_once_and_max_points():
+  traces = []
+
+  @functools.partial(jax.jit, static_argnames='max_points')
+  def run(features, values, max_points=None):
+    traces.append(1)
+    lat = lattice.build(features, max_points=max_points)
+    return lattice.filter(lat, values), lat.num_points, lat.overflow
+
+  rng = np.random.default_rng(7)
+  outs = []
+  for seed in range(2):
+    features = np.random.default_rng(seed).uniform(0, 3, (300, 5)).astype(
+        np.float32)
+    outs.append(run(features, np.ones((300, 1), np.float32)))
+  assert len(traces) == 1
+  out, num_points, overflow = outs[-1]
+  assert 0 < int(num_points) <= 300 * 6 and not bool(overflow)
+  # A tighter static bound that still holds gives the same result.
+  tight, _, tight_overflow = run(features, np.ones((300, 1), np.float32),
+                                 max_points=int(num_points))
+  assert not bool(tight_overflow)
+  np.testing.assert_allclose(tight, out, rtol=1e-6)
+  _, _, small_overflow = run(features, np.ones((300, 1), np.float32),
+                             max_points=int(num_points) - 1)
+  assert bool(small_overflow)
+  del rng
+
+
+def test_exact_filter_brute_force():
+  rng = np.random.default_rng(8)
+  features = rng.normal(size=(5, 2)).astype(np.float32)
+  values = rng.normal(size=(5, 3)).astype(np.float32)
+  valid = np.array([True, True, False, True, True])
+  d2 = ((features[:, None] - features[None]) ** 2).sum(-1)
+  kernel = np.exp(-d2 / 2) * (valid[:, None] & valid[None])
+  np.testing.assert_allclose(exact(features, values, valid), kernel @ values,
+                             rtol=1e-5, atol=1e-6)
