@@ -1,0 +1,115 @@
+"""The fully connected CRF's mean-field inference in JAX (batched, jittable,
+differentiable), with the same energy and updates as Kraehenbuehl & Koltun's
+densecrf (pydensecrf2, `host.py`).
+
+    q_BxHxWxC = mean_field(images_BxHxWx3, logits_BxHxWxC, valid_BxHxW, params)
+
+Energy: unary U_i(l) (the negative logits, or -log of clipped probabilities)
+plus Potts pairwise terms with two kernels,
+    w1 exp(-|p_i-p_j|^2 / 2 sa^2 - |I_i-I_j|^2 / 2 sb^2) + w2 exp(-|p_i-p_j|^2 / 2 sg^2).
+Each iteration (as densecrf): Q = softmax(-U + sum_k w_k Kn_k Q), where the
+message includes each pixel's own term and Kn_k is kernel k normalised as
+`params.normalization` says: 'symmetric' D^-1/2 K D^-1/2 (pydensecrf's
+default), 'before' K D^-1, 'after' D^-1 K (DeepLab's 2011 C++, with which the
+published parameters were tuned); D = K 1.
+
+Both kernels filter on the permutohedral lattice (`lattice.py`, built once
+per image and kernel, on the device, as densecrf does: `method='lattice'`),
+or are exact O(N^2) sums (`method='exact'`, tiny images and tests only). Padding (valid False)
+takes no part: it neither sends nor receives messages, and its output is the
+unary's softmax.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from deeplab_jax.crf import lattice as lattice_lib
+from deeplab_jax.crf.params import CRFParams
+
+_EPS = 1e-20  # densecrf's guard in its normalisers.
+
+
+def unary_energy(scores_BxHxWxC, kind='logits', clip=1e-5):
+  """U from the network's output: -logits, or -log(max(p, clip)) for probabilities."""
+  if kind == 'logits':
+    return -scores_BxHxWxC.astype(jnp.float32)
+  if kind == 'probs':
+    return -jnp.log(jnp.maximum(scores_BxHxWxC.astype(jnp.float32), clip))
+  raise ValueError(f"unary {kind!r}: 'logits' or 'probs'")
+
+
+def _positions(height, width):
+  rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                            jnp.arange(width, dtype=jnp.float32), indexing='ij')
+  return jnp.stack([cols, rows], -1).reshape(-1, 2)
+
+
+def bilateral_features(image_HxWx3, sigma_alpha, sigma_beta):
+  """(x, y) / sigma_alpha and (r, g, b) / sigma_beta per pixel: N x 5."""
+  h, w = image_HxWx3.shape[:2]
+  colours = image_HxWx3.reshape(-1, 3).astype(jnp.float32)
+  return jnp.concatenate([_positions(h, w) / sigma_alpha, colours / sigma_beta], -1)
+
+
+def _normalised(filter_fn, norm_N, mode):
+  """Kn from the plain filter K and D = K 1 (see the module docstring)."""
+  if mode == 'symmetric':
+    scale = jax.lax.rsqrt(norm_N + _EPS)
+    return lambda v: scale[:, None] * filter_fn(scale[:, None] * v)
+  scale = 1.0 / (norm_N + _EPS)
+  if mode == 'before':
+    return lambda v: filter_fn(scale[:, None] * v)
+  if mode == 'after':
+    return lambda v: scale[:, None] * filter_fn(v)
+  raise ValueError(f"normalization {mode!r}: 'symmetric', 'before' or 'after'")
+
+
+def _one_image(image_HxWx3, unary_HxWxC, valid_HxW, weights, params, method):
+  h, w, c = unary_HxWxC.shape
+  valid_N = valid_HxW.reshape(-1)
+  mask_N1 = valid_N[:, None].astype(jnp.float32)
+  features = bilateral_features(image_HxWx3, params.sigma_alpha, params.sigma_beta)
+  spatial_features = _positions(h, w) / params.sigma_gamma
+  if method == 'lattice':
+    bilateral = functools.partial(lattice_lib.filter, lattice_lib.build(features, valid_N))
+    spatial = functools.partial(lattice_lib.filter,
+                                lattice_lib.build(spatial_features, valid_N))
+  elif method == 'exact':
+    bilateral = lambda v: lattice_lib.gaussian_filter_exact(features, v, valid_N)
+    spatial = lambda v: lattice_lib.gaussian_filter_exact(spatial_features, v, valid_N)
+  else:
+    raise ValueError(f"method {method!r}: 'lattice' or 'exact'")
+  ones = mask_N1
+  w1, w2 = weights
+  kernels = [(w1, _normalised(bilateral, bilateral(ones)[:, 0], params.normalization)),
+             (w2, _normalised(spatial, spatial(ones)[:, 0], params.normalization))]
+  unary = unary_HxWxC.reshape(-1, c)
+
+  def step(q, _):
+    message = -unary
+    for weight, kernel in kernels:
+      message = message + weight * kernel(q * mask_N1)
+    q = jax.nn.softmax(jnp.where(mask_N1 > 0, message, -unary), axis=-1)
+    return q, None
+
+  q = jax.nn.softmax(-unary, axis=-1)
+  q, _ = jax.lax.scan(step, q, None, length=params.iterations)
+  return q.reshape(h, w, c)
+
+
+def mean_field(images_BxHxWx3, unary_BxHxWxC, valid_BxHxW, params: CRFParams,
+               method='lattice', weights=None):
+  """Q (B x H x W x C, float32) after `params.iterations` mean-field updates.
+
+  `unary` is the energy U (see `unary_energy`); images are RGB 0-255; valid
+  marks real pixels (False: padding). Call it under `jax.jit` with `params`
+  and `method` static. `weights` = (w1, w2), possibly traced, replaces
+  params.w1 / params.w2: the result is differentiable in them and in U.
+  """
+  weights = (params.w1, params.w2) if weights is None else weights
+  fn = lambda im, u, v: _one_image(im, u, v, weights, params, method)
+  return jax.vmap(fn)(images_BxHxWx3, unary_BxHxWxC.astype(jnp.float32), valid_BxHxW)
