@@ -35,6 +35,12 @@ deduplicated by sorting (static sizes), and each axis' neighbours are found by
 sorting the points along that axis' lines. densecrf rounds ties of the
 elevated coordinates down in its scalar path and to even in its SSE path;
 here `jnp.round` rounds them to even, as the SSE build (the usual one) does.
+On a 500x375 image (D=5, 21 values) the output is within 4e-6 (relative to
+the largest value) of pydensecrf2's lattice.
+
+The lattice's kernel is lower than the exact Gaussian's (K 1 is about 0.87 of
+the exact normaliser for D=2, 0.4-0.65 for D=5, a smooth ratio), as densecrf's
+is; the normalised filter K v / K 1 is within about 1% of the exact one.
 
 The lattice has `max_points` slots (default N * (D+1), always enough); the
 filter's cost is proportional to it, so a caller that knows its images give
@@ -219,16 +225,17 @@ def build(features_NxD: jax.Array,
     t_M = full_D1xM[c]
     u_D1 = jnp.ones((d + 1,), jnp.int32).at[j].add(-(d + 1))
     line_D1xM = full_D1xM - t_M[None, :] * u_D1[:, None]
-    # Drop coordinate c (always 0) and one more (the rest sum to 0).
+    # Drop coordinate c (always 0) and one more (the rest sum to 0). Unused
+    # slots all get one far-away line with t = 0, so they neighbour nothing.
     keep = [i for i in range(d + 1) if i != c][:d - 1]
-    ops = ((~real_M).astype(jnp.int32),) + tuple(
-        line_D1xM[i] for i in keep) + (t_M, slot_M)
-    sorted_j = jax.lax.sort(ops, num_keys=len(ops) - 1)
-    real_s = sorted_j[0] == 0
-    same_line = real_s[1:] & real_s[:-1]
-    for op in sorted_j[1:-2]:
+    line_keys = tuple(jnp.where(real_M, line_D1xM[i], _SENTINEL)
+                      for i in keep) or (jnp.where(real_M, 0, _SENTINEL),)
+    t_M = jnp.where(real_M, t_M, 0)
+    sorted_j = jax.lax.sort(line_keys + (t_M, slot_M),
+                            num_keys=len(line_keys) + 1)
+    same_line = sorted_j[-2][1:] == sorted_j[-2][:-1] + 1
+    for op in sorted_j[:-2]:
       same_line &= op[1:] == op[:-1]
-    same_line &= sorted_j[-2][1:] == sorted_j[-2][:-1] + 1
     has_next.append(jnp.concatenate([same_line, jnp.zeros((1,), bool)]))
     orders.append(sorted_j[-1])
 
