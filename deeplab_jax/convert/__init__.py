@@ -116,15 +116,20 @@ def init_variables(config, seed=None):
                          'batch_stats': variables.get('batch_stats', {})})
 
 
-def assemble(converted: Converted, config, reinit_classifier=False, path=''):
+def assemble(converted: Converted, config, reinit_classifier=False, path='',
+             fresh_variables=None):
   """The model's full variables: the file's, plus fresh leaves where allowed.
 
   Every leaf of the model must come from the file with its exact shape, be
   absent from the file by design (then initialised), or be a classifier of
   another class count with `reinit_classifier` (then initialised). Anything
-  else is a UserError listing the offending names.
+  else is a UserError listing the offending names. `fresh_variables`: the
+  model's initialised variables if the caller has them (default: initialised
+  here from `config.seed`).
   """
-  target = flatten(init_variables(config))
+  if fresh_variables is None:
+    fresh_variables = init_variables(config)
+  target = flatten(fresh_variables)
   found = flatten(converted.variables)
   out, missing, misshaped, reinit = {}, [], [], []
   for name, fresh in target.items():
@@ -245,11 +250,13 @@ def convert_to_workdir(path: str, config, output: str,
       checkpoint.checkpoint_dir(output)):
     raise UserError(f'{output} already holds checkpoints; give an empty or new --output')
   converted = read(path, config)
-  variables, reinit = assemble(converted, config, reinit_classifier, path)
   mesh = sharding.make_mesh()
   tx, _ = optim.create_optimizer(config.optim, config.num_train_steps,
                                  config.model.batch_norm == 'frozen')
+  # Its params come from config.seed, as init_variables' do: the fresh leaves.
   state = train_step.create_train_state(config, models.build(config), tx, mesh)
+  variables, reinit = assemble(converted, config, reinit_classifier, path,
+                               fresh_variables=jax.device_get(state.variables()))
   state = train_step.with_variables(state, variables, mesh)
   mngr = checkpoint.manager(output)
   checkpoint.save(mngr, 0, state)
