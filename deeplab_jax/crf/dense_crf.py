@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 
 from deeplab_jax.crf import lattice as lattice_lib
-from deeplab_jax.crf.params import CRFParams
+from deeplab_jax.crf.params import CRFParams, PROB_CLIP
 
 _EPS = 1e-20  # densecrf's guard in its normalisers.
 
 
-def unary_energy(scores_BxHxWxC, kind='logits', clip=1e-5):
+def unary_energy(scores_BxHxWxC, kind='logits', clip=PROB_CLIP):
   """U from the network's output: -logits, or -log(max(p, clip)) for probabilities."""
   if kind == 'logits':
     return -scores_BxHxWxC.astype(jnp.float32)
