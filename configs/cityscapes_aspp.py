@@ -15,8 +15,8 @@ The paper gives few training details for Cityscapes; this config is our
 choice, not the paper's: the VOC ASPP recipe (frozen BatchNorm, lr 2.5e-4
 poly, random scales 0.5-1.5, flips) with larger crops (513: road scenes are
 large), no MSC and 40,000 steps. Not trained here (no Cityscapes data).
-Evaluation here pads whole 1024x2048 frames (`input.eval_size`); sliding
-windows come with the evaluation work.
+Evaluation pads whole 1024x2048 frames (`input.eval_size`) and infers them
+in 513x513 windows at stride 342 (`eval.mode='sliding'`), averaging overlaps.
 """
 
 from configs import voc_aspp
@@ -37,6 +37,9 @@ def get_config(variant=None):
   config.input.crop_size = 513
   del config.input['eval_size']  # An int in voc_aspp; here a (height, width) pair.
   config.input.eval_size = (1024, 2048)  # Whole frames, padded to themselves.
+  config.eval.mode = 'sliding'  # 3 x 6 windows of 513 per frame.
+  config.eval.window = (513, 513)
+  config.eval.stride = (342, 342)
   config.input.shuffle_buffer = 512  # 1024x2048 frames are 6 MB decoded.
 
   config.model.input_scales = (1.0,)  # No MSC.

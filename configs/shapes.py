@@ -18,6 +18,9 @@ boundaries; rates {1, 2, 4, 6} gave 0.66-0.80 in otherwise equal runs.
 
 import ml_collections
 
+from configs import common
+from deeplab_jax.crf import params as crf_params
+
 from deeplab_jax.data.shapes_render import CLASS_NAMES
 
 
@@ -93,6 +96,9 @@ def get_config(variant=None):
   config.max_checkpoints_to_keep = 2
   config.eval_every_steps = 0  # Evaluate during training (0 = only at evaluate.py).
   config.eval_batch_size = 16  # Rounded up to a multiple of the device count.
+
+  config.eval = common.evaluation()  # Inference mode, TTA, CRF, outputs (configs/common.py).
+  config.crf = common.crf(crf_params.RESNET_V2)  # The v2 ResNet-101 parameters.
 
   if variant == 'tiny':
     config.dataset.builder_config = 'tiny'

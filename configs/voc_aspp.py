@@ -19,7 +19,9 @@ forward pass costs 276 GFLOP per 321x321 image with MSC (150 without).
 is the ResNet LargeFOV (75.54).
 """
 
+from configs import common
 from configs import voc_largefov
+from deeplab_jax.crf import params as crf_params
 
 
 def get_config(variant=None):
@@ -37,6 +39,7 @@ def get_config(variant=None):
   config.model.input_scales = (1.0, 0.75, 0.5)  # MSC, max-fused.
 
   config.optim.base_lr = 2.5e-4
+  config.crf = common.crf(crf_params.RESNET_V2)  # w1=4, sigma_alpha=67, sigma_beta=3, w2=3, sigma_gamma=1.
   if variant == 'tiny':
     config.model.resnet_depth = 14
     config.model.base_width = 8

@@ -23,7 +23,9 @@ on the tiny built-in dataset, for smoke tests.
 
 import ml_collections
 
+from configs import common
 from configs import shapes
+from deeplab_jax.crf import params as crf_params
 
 VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle',
                'bus', 'car', 'cat', 'chair', 'cow', 'diningtable', 'dog',
@@ -103,6 +105,9 @@ def get_config(variant=None):
   config.max_checkpoints_to_keep = 3
   config.eval_every_steps = 0  # Evaluate during training (0 = only at evaluate.py).
   config.eval_batch_size = 8  # Rounded up to a multiple of the device count.
+
+  config.eval = common.evaluation()  # Inference mode, TTA, CRF, outputs (configs/common.py).
+  config.crf = common.crf(crf_params.VGG_LARGEFOV)  # The VGG-16 LargeFOV release's parameters (voc_aspp: ResNet's).
 
   if variant == 'tiny':
     shrink_for_tests(config)
