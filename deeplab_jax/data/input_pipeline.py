@@ -30,6 +30,8 @@ from deeplab_jax.errors import UserError
 
 tf.config.set_visible_devices([], 'GPU')  # Keep TF off the accelerators.
 
+ID_FEATURE = 'image_id'  # Every built-in dataset's example id (text).
+
 
 def get_builder(dataset_config):
   """The TFDS builder for `config.dataset`, prepared (built) if needed."""
@@ -201,28 +203,49 @@ def train_iterator(config, builder, local_batch_size, start_step=0):
   return tfds.as_numpy(ds.with_options(options))
 
 
+def check_split(builder, split):
+  """Raises a UserError naming `split` and the splits the dataset has."""
+  if split not in builder.info.splits:
+    raise UserError(f'{builder.info.full_name} has no split {split!r}; its splits: '
+                    f'{sorted(builder.info.splits)} (set --config.dataset.eval_split)')
+
+
 def eval_num_batches(builder, split, local_batch_size):
   """Batches per process: the same on every process (the largest shard's)."""
+  check_split(builder, split)
   total = builder.info.splits[split].num_examples
   per_process = math.ceil(total / jax.process_count())
   return math.ceil(per_process / local_batch_size)
 
 
 def eval_iterator(config, builder, split, local_batch_size):
-  """Finite iterator of full-size numpy batches; padding examples have valid=0."""
+  """Finite iterator of full-size numpy batches; padding examples have valid=0.
+
+  Each batch: 'image' uint8 BxHxWx3 and 'label' int32 BxHxW padded to
+  `input.eval_size`, 'valid' bool BxHxW, 'size' int32 Bx2 (true height,
+  width), 'id' bytes B (the dataset's `image_id`; b'' for padding examples).
+  """
+  check_split(builder, split)
   ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False)
   mean = pad_colour(config.model)
   size = config.input.eval_size
   height, width = eval_hw(size)
   decode = decoder(datasets.features(config.dataset))
-  ds = ds.map(lambda ex: eval_preprocess(decode(ex), size, mean),
-              num_parallel_calls=tf.data.AUTOTUNE)
+  has_id = ID_FEATURE in builder.info.features
+
+  def preprocess(example):
+    out = eval_preprocess(decode(example), size, mean)
+    out['id'] = example[ID_FEATURE] if has_id else tf.constant('')
+    return out
+
+  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size).prefetch(tf.data.AUTOTUNE)
   num_batches = eval_num_batches(builder, split, local_batch_size)
   empty = {'image': np.zeros((local_batch_size, height, width, 3), np.uint8),
            'label': np.full((local_batch_size, height, width), 255, np.int32),
            'valid': np.zeros((local_batch_size, height, width), bool),
-           'size': np.zeros((local_batch_size, 2), np.int32)}
+           'size': np.zeros((local_batch_size, 2), np.int32),
+           'id': np.full((local_batch_size,), b'', object)}
   batches = iter(tfds.as_numpy(ds))
   for _ in range(num_batches):
     try:
