@@ -99,6 +99,11 @@ def get_config(variant=None):
   config.loss.upsample_logits = False  # Labels shrunk (nearest) to the score map, as the paper.
 
   config.batch_size = 10  # Global batch, split over all devices.
+  # Micro-batches per update (the paper's iter_size: Caffe 1 x 10, the PyTorch
+  # port 5 x 2): batch_size is still the global batch per update, processed as
+  # grad_accum_steps micro-batches whose gradients are summed (less memory;
+  # BatchNorm 'train' statistics then are per micro-batch).
+  config.grad_accum_steps = 1
   config.num_train_steps = 20_000
   config.log_every_steps = 50  # Progress line and TensorBoard scalars.
   config.checkpoint_every_steps = 1000  # And always at the last step.
