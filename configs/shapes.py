@@ -75,6 +75,12 @@ def get_config(variant=None):
   config.model.pixel_mean = (123.675, 116.28, 103.53)  # Subtracted, in channel_order.
   config.model.pixel_std = (58.395, 57.12, 57.375)  # Divided by (Caffe: 1, 1, 1).
   config.model.align_corners = False  # Bilinear resizing convention (Caffe: True).
+  # Dense CRF as the last layer, trained through (models/crf_layer.py): the
+  # output becomes the CRF's log Q at image size, for loss and eval alike.
+  # Its kernel weights w1, w2 are learned (params/crf/*, started from
+  # config.crf); config.crf's sigmas and normalization are used as they are.
+  config.model.crf_layer = False  # True: train / evaluate through the CRF (slower steps).
+  config.model.crf_layer_iterations = 5  # Mean-field steps unrolled in the layer.
 
   config.optim = ml_collections.ConfigDict()
   config.optim.base_lr = 0.1  # Poly schedule: base_lr * (1 - step / steps) ** power.

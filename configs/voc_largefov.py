@@ -85,6 +85,12 @@ def get_config(variant=None):
   config.model.pixel_mean = (104.008, 116.669, 122.675)  # ... 0-255 minus the Caffe mean (BGR).
   config.model.pixel_std = (1.0, 1.0, 1.0)  # No scaling.
   config.model.align_corners = True  # Caffe's Interp convention for every bilinear resize.
+  # Dense CRF as the last layer, trained through (models/crf_layer.py): the
+  # output becomes the CRF's log Q at image size, for loss and eval alike.
+  # Its kernel weights w1, w2 are learned (params/crf/*, started from
+  # config.crf); config.crf's sigmas and normalization are used as they are.
+  config.model.crf_layer = False  # True: train / evaluate through the CRF (slower steps).
+  config.model.crf_layer_iterations = 5  # Mean-field steps unrolled in the layer.
 
   config.optim = ml_collections.ConfigDict()
   config.optim.base_lr = 1e-3  # Poly schedule: base_lr * (1 - step / steps) ** power.

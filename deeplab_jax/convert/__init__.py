@@ -27,7 +27,9 @@ Caffe: `caffe.py`) or a `torch.save` checkpoint (`pytorch.py`, needs PyTorch).
 Layers the file does not have on purpose (the classifier of ImageNet weights)
 are initialised freshly from `config.seed`; a classifier for another number of
 classes (a 21-class file into a 60-class config) is re-initialised only with
-`reinit_classifier=True`, otherwise it is an error.
+`reinit_classifier=True`, otherwise it is an error. With
+`config.model.crf_layer` the file is read for the network without the layer
+and the layer's kernel weights (params/crf/*) start from `config.crf`.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ import os
 import zipfile
 
 import jax
+import ml_collections
 import numpy as np
 
 from deeplab_jax import models
+from deeplab_jax.models import crf_layer
 from deeplab_jax.errors import UserError
 
 CAFFE, PYTORCH = 'caffe', 'pytorch'
@@ -121,7 +125,8 @@ def assemble(converted: Converted, config, reinit_classifier=False, path='',
   """The model's full variables: the file's, plus fresh leaves where allowed.
 
   Every leaf of the model must come from the file with its exact shape, be
-  absent from the file by design (then initialised), or be a classifier of
+  absent from the file by design (then initialised; the CRF layer's weights
+  always are), or be a classifier of
   another class count with `reinit_classifier` (then initialised). Anything
   else is a UserError listing the offending names. `fresh_variables`: the
   model's initialised variables if the caller has them (default: initialised
@@ -135,7 +140,7 @@ def assemble(converted: Converted, config, reinit_classifier=False, path='',
   for name, fresh in target.items():
     value = found.get(name)
     if value is None:
-      if name in converted.absent:
+      if name in converted.absent or crf_layer.is_layer_variable(name):
         out[name] = fresh
         reinit.append(name)
       else:
@@ -205,8 +210,23 @@ def input_warnings(path: str, converted: Converted, config) -> list[str]:
   return pytorch.convention_differences(config, converted.source)
 
 
+def without_crf_layer(config):
+  """`config` with model.crf_layer off (a copy), or `config` where it is off:
+  the network official files hold (they have no CRF layer weights)."""
+  if not config.model.get('crf_layer', False):
+    return config
+  plain = ml_collections.ConfigDict(config.to_dict())
+  plain.model.crf_layer = False
+  return plain
+
+
 def read(path: str, config) -> Converted:
-  """The file's variables in the model's tree (no checks against the model yet)."""
+  """The file's variables in the model's tree (no checks against the model yet).
+
+  A CRF layer (`config.model.crf_layer`) is left out: `assemble` starts it
+  from the config.
+  """
+  config = without_crf_layer(config)
   fmt = detect(path)
   if fmt == CAFFE:
     from deeplab_jax.convert import caffe  # pylint: disable=import-outside-toplevel

@@ -8,6 +8,7 @@
                  + head_rates (12,)                           v2 ResNet LargeFOV
   input_scales (1.0, 0.75, 0.5)                                v2 MSC on any of them
   trunk 'small'                                                CPU demo / tests
+  crf_layer True                  dense CRF as the last layer (crf_layer.py)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 
 from deeplab_jax.errors import UserError
 from deeplab_jax.models.aspp import ASPP
+from deeplab_jax.models import crf_layer as crf_layer_lib
 from deeplab_jax.models.atrous import IMPLEMENTATIONS
 from deeplab_jax.models.deeplab import DeepLab
 from deeplab_jax.models.multilayer import MultiLayerScores
@@ -32,7 +34,8 @@ def build(config):
   """Returns the DeepLab module described by `config.model`.
 
   `config.model.dtype` is the activation dtype ('float32' or 'bfloat16');
-  parameters are always float32.
+  parameters are always float32. With `config.model.crf_layer` the output is
+  the dense CRF's log Q at image size (`crf_layer.CRFLayer`, params['crf']).
   """
   m = config.model
   if m.dtype not in _DTYPES:
@@ -77,10 +80,11 @@ def build(config):
   if multilayer_widths:
     multilayer = MultiLayerScores(config.dataset.num_classes, multilayer_widths,
                                   dropout=m.dropout, dtype=dtype)
+  crf = crf_layer_lib.from_config(config) if m.get('crf_layer', False) else None
   return DeepLab(trunk=trunk, head=head, multilayer=multilayer,
                  input_scales=scales, align_corners=m.align_corners,
                  pixel_mean=tuple(m.pixel_mean), pixel_std=tuple(m.pixel_std),
-                 channel_order=m.channel_order, dtype=dtype)
+                 channel_order=m.channel_order, dtype=dtype, crf=crf)
 
 
 def variable_shapes(config) -> dict[str, tuple[int, ...]]:

@@ -11,6 +11,9 @@ network (shared parameters) runs on the normalised input resized bilinearly by
 each factor; the score maps are resized to the scale-1 map and fused by
 per-pixel max. In training the model returns [map at each scale..., fused] so
 the loss can sum them all, as the paper trains; at test, the fused map.
+With a CRF layer (`crf`, see crf_layer.py; `config.model.crf_layer`) the
+(fused) map is replaced by the CRF's log Q at the input's full size; MSC's
+per-scale training maps are returned unchanged.
 Resizing follows `align_corners`: True is Caffe's `Interp` (a side n becomes
 floor((n - 1) * s) + 1, corners aligned: 321 -> 241, 161), False is the
 PyTorch port's `interpolate(scale_factor=s)` (floor(n * s), samples 1 / s
@@ -37,6 +40,7 @@ class DeepLab(nn.Module):
   pixel_std: Sequence[float] = (58.395, 57.12, 57.375)
   channel_order: str = 'rgb'
   dtype: Any = jnp.float32
+  crf: Optional[nn.Module] = None  # CRF-as-a-layer on the (fused) map: crf_layer.py.
 
   def scores(self, x, train):
     """Class scores (float32) of the network at one scale."""
@@ -58,7 +62,8 @@ class DeepLab(nn.Module):
         self.pixel_std, jnp.float32)
     scales = tuple(self.input_scales)
     if scales == (1.0,):
-      return self.scores(x, train)
+      logits = self.scores(x, train)
+      return logits if self.crf is None else self.crf(images_BxHxWx3, logits)
     if 1.0 not in scales:
       raise ValueError(f'input_scales {scales} must include 1.0')
     maps = [self.scores(resize_by_scale(x, s, self.align_corners), train)
@@ -67,4 +72,6 @@ class DeepLab(nn.Module):
     fused = resize_bilinear(maps[0], size, self.align_corners)
     for m in maps[1:]:
       fused = jnp.maximum(fused, resize_bilinear(m, size, self.align_corners))
+    if self.crf is not None:
+      fused = self.crf(images_BxHxWx3, fused)
     return maps + [fused] if train else fused
