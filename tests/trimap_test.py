@@ -215,3 +215,31 @@ def test_summary_and_table():
   assert len(metrics.format_trimap_table(before).splitlines()) == 4
   with pytest.raises(ValueError):
     metrics.format_trimap_table(before, dict(after, widths=[1, 3]))
+
+
+def test_precomputed_distances_give_the_same_counts():
+  rng = np.random.default_rng(6)
+  labels = rng.integers(0, 3, size=(3, 8, 9))
+  labels[:2, 3, 2:6] = V
+  valid = np.ones(labels.shape, bool)
+  valid[1, :, 7:] = False
+  preds_a = rng.integers(0, 3, size=labels.shape)
+  preds_b = rng.integers(0, 3, size=labels.shape)
+  distance = metrics.boundary_distance(labels, valid_HxW=valid)
+  assert distance.shape == labels.shape and distance.dtype == np.float32
+  for i in range(3):
+    np.testing.assert_array_equal(
+        distance[i], metrics.boundary_distance(labels[i], valid_HxW=valid[i]))
+  for preds in (preds_a, preds_b):
+    np.testing.assert_array_equal(
+        metrics.trimap_confusion(labels, preds, 3, [1, 3], valid,
+                                 distance_BxHxW=distance),
+        metrics.trimap_confusion(labels, preds, 3, [1, 3], valid))
+  # The given distances are the ones used: all zero puts every pixel in the band.
+  everywhere = metrics.trimap_confusion(labels, preds_a, 3, [1], valid,
+                                        distance_BxHxW=np.zeros(labels.shape))
+  np.testing.assert_array_equal(
+      everywhere[0], _plain_confusion(labels, preds_a, valid & (labels != V), 3))
+  assert metrics.boundary_distance(labels[:0]).shape == (0, 8, 9)
+  with pytest.raises(ValueError):
+    metrics.trimap_confusion(labels, preds_a, 3, [1], distance_BxHxW=distance[:2])
