@@ -120,7 +120,7 @@ def write_overlay_png(path, image_HxWx3, mask_HxW, alpha=0.5, palette=None,
                       label=None, ignore_label=IGNORE_LABEL):
   """Writes an RGB PNG: `overlay(image, mask)`, or with a ground truth `label`
   (HxW) `comparison(image, mask, label)`: image | prediction | ground truth."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=import-outside-toplevel
   if label is None:
     picture = overlay(image_HxWx3, mask_HxW, alpha, palette, ignore_label)
   else:
@@ -133,10 +133,11 @@ def write_overlay_png(path, image_HxWx3, mask_HxW, alpha=0.5, palette=None,
 
 
 def _figure(width_in, height_in):
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  # pylint: disable=import-outside-toplevel
+  from matplotlib.backends import backend_agg
+  from matplotlib.figure import Figure
   figure = Figure(figsize=(width_in, height_in), dpi=100)
-  FigureCanvasAgg(figure)
+  backend_agg.FigureCanvasAgg(figure)
   return figure
 
 
