@@ -40,6 +40,7 @@ def get_config(variant=None):
   config.eval.mode = 'sliding'  # 3 x 6 windows of 513 per frame.
   config.eval.window = (513, 513)
   config.eval.stride = (342, 342)
+  config.eval.trimap_boundary = 'edges'  # Void marks regions here, not object outlines.
   config.input.shuffle_buffer = 512  # 1024x2048 frames are 6 MB decoded.
 
   config.model.input_scales = (1.0,)  # No MSC.

@@ -29,6 +29,10 @@ def evaluation():
   # Boundary accuracy: mIoU within bands of these widths (px) around void /
   # boundary pixels (the paper's trimap figure); () = skip.
   e.trimap_widths = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 35, 40)
+  # Boundary pixels: 'void' (VOC's 5 px void outlines, the papers'), 'edges'
+  # (label changes; for ground truth whose void marks regions, e.g. Cityscapes)
+  # or 'auto' (void if an image has any, else edges).
+  e.trimap_boundary = 'auto'
   # What is written to <output_dir> (default <workdir>/eval_<split>_<step>).
   e.num_overlays = 8  # Colour overlays (image | prediction | ground truth) of the first N images.
   e.save_predictions = False  # Every prediction as a VOC palette PNG (test-server format).

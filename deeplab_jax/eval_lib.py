@@ -253,7 +253,11 @@ def evaluate(config, model, variables, mesh, builder=None, split=None,
     if widths or writer.enabled:
       preds = local_rows(out['preds'])
       if widths:
-        kwargs = dict(valid_BxHxW=batch['valid'], ignore_label=config.dataset.ignore_label)
+        ignore = config.dataset.ignore_label
+        distance = metrics.boundary_distance(batch['label'], ignore,
+                                             config.eval.trimap_boundary, batch['valid'])
+        kwargs = dict(valid_BxHxW=batch['valid'], ignore_label=ignore,
+                      distance_BxHxW=distance)
         totals.trimap += metrics.trimap_confusion(batch['label'], preds, num_classes,
                                                   widths, **kwargs)
         if use_crf:
