@@ -19,12 +19,12 @@ output-stride-8 logits into float32 logits at the input's height and width
   scales          the image is resized by each scale (`resize_by_scale`: the
                   conventions of the model's own MSC), inferred as above, the
                   logits resized to the image size and averaged over scales.
-  flip            at each scale the mirrored image goes through the same
-                  pipeline (whole, or its own windows: the padding then sits
-                  on the mirrored image's right); its logits at the image
-                  size are mirrored back and averaged with the unmirrored
-                  ones. A mirror-symmetric image thus gets mirror-symmetric
-                  logits in every mode.
+  flip            the mirrored image goes through the same pipeline at each
+                  scale (resized, then whole or its own windows: padding then
+                  sits on the mirrored image's right); its logits at the
+                  image size are mirrored back and averaged with the
+                  unmirrored ones. A mirror-symmetric image thus gets
+                  mirror-symmetric logits in every mode and convention.
 
 Averaging is of logits, not probabilities: every fusion step is then linear,
 like the bilinear upsampling it sits between, so the order of upsampling,
@@ -245,8 +245,9 @@ def logits_at_image_size(apply_fn: Callable[[jax.Array], jax.Array],
                       f'{size[0]}x{size[1]} pixels; use larger scales')
     scaled = resize_by_scale(x_BxHxWx3, scale, options.align_corners)
     logits = _one_pass(apply_fn, scaled, (h, w), options, pad_value)
-    if options.flip:
-      mirrored = _one_pass(apply_fn, _mirror(scaled), (h, w), options, pad_value)
+    if options.flip:  # Mirrored before scaling: resizing need not commute with it.
+      scaled = resize_by_scale(_mirror(x_BxHxWx3), scale, options.align_corners)
+      mirrored = _one_pass(apply_fn, scaled, (h, w), options, pad_value)
       logits = 0.5 * (logits + _mirror(mirrored))
     total = logits if total is None else total + logits
   if len(options.scales) > 1:
