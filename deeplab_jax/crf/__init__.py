@@ -59,12 +59,13 @@ def refine(images, scores, params: CRFParams, backend='jax', valid=None,
     raise ValueError(f'CRF backend {backend!r} is not one of {BACKENDS}')
   from deeplab_jax.crf import host  # pylint: disable=import-outside-toplevel
   sizes = [(int(v.any(1).sum()), int(v.any(0).sum())) for v in valid]
-  refined = host.refine([im[:h, :w] for im, (h, w) in zip(images, sizes)],
-                        [s[:h, :w] for s, (h, w) in zip(scores, sizes)],
+  real = [i for i, (h, w) in enumerate(sizes) if h and w]  # Not all padding.
+  refined = host.refine([images[i, :sizes[i][0], :sizes[i][1]] for i in real],
+                        [scores[i, :sizes[i][0], :sizes[i][1]] for i in real],
                         params, processes=processes)
   unary = host.unary_energy(scores, params.unary)
   out = np.exp(-unary - (-unary).max(-1, keepdims=True))
   out /= out.sum(-1, keepdims=True)
-  for q, o, (h, w) in zip(refined, out, sizes):
-    o[:h, :w] = q
+  for i, q in zip(real, refined):
+    out[i, :sizes[i][0], :sizes[i][1]] = q
   return out.astype(np.float32)
