@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from deeplab_jax import losses
 from deeplab_jax import sharding
 from deeplab_jax.errors import UserError
+from deeplab_jax.models.resize import resize_nearest_labels
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -79,18 +80,65 @@ def with_variables(state, variables, mesh):
 
 # ----------------------------------------------------------- train step ----
 
+def check_grad_accum(config, mesh):
+  """Raises a UserError unless each micro-batch splits evenly over the mesh."""
+  steps = config.get('grad_accum_steps', 1)
+  if steps < 1:
+    raise UserError(f'grad_accum_steps={steps}; use 1 (no accumulation) or more.')
+  per_update = steps * mesh.size
+  if config.batch_size % per_update:
+    lower = max(per_update, config.batch_size // per_update * per_update)
+    raise UserError(
+        f'batch_size={config.batch_size} cannot be split into grad_accum_steps='
+        f'{steps} micro-batches over {mesh.size} devices; use a multiple of '
+        f'{per_update}, for example --config.batch_size={lower} or '
+        f'--config.batch_size={lower + per_update}, or change grad_accum_steps.')
+
+
+def split_micro_batches(x_BxN, steps, mesh):
+  """(B, ...) -> (steps, B / steps, ...): micro-batch k holds examples k, k +
+  steps, k + 2 * steps, ... so every device keeps its own rows (no copies)."""
+  x = x_BxN.reshape((x_BxN.shape[0] // steps, steps) + x_BxN.shape[1:])
+  x = jnp.swapaxes(x, 0, 1)
+  spec = jax.sharding.PartitionSpec(None, sharding.AXIS)
+  return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
+
+
+def all_finite(tree):
+  """One device bool: every element of every leaf is finite."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                            for x in jax.tree_util.tree_leaves(tree)]))
+
+
 def make_train_step(config, model, tx, schedule, mesh):
-  """Returns jitted `step(state, batch) -> (state, metrics)` over the mesh."""
+  """Returns jitted `step(state, batch) -> (state, metrics)` over the mesh.
+
+  One call is one optimizer update on the global batch. With
+  `config.grad_accum_steps` K > 1 the batch is processed as K micro-batches
+  of batch_size / K (a `lax.scan`: activations for one micro-batch at a
+  time) and their gradients summed, each micro-batch's loss weighted by its
+  share of the batch's valid pixels, so loss and gradients equal the whole
+  batch's (up to float summation order). Not equal with BatchNorm in 'train'
+  mode: its statistics are each micro-batch's, and its moving averages
+  advance once per micro-batch (as Caffe's iter_size does); dropout masks
+  differ too (one key per micro-batch).
+
+  metrics: 'loss', 'learning_rate', 'valid_pixels', and 'finite' (loss and
+  every gradient finite; a device bool, fetched by the loop only when it
+  logs or checkpoints).
+  """
   base_rng = jax.random.key(config.seed + 1)
+  accum = config.get('grad_accum_steps', 1)
+  check_grad_accum(config, mesh)
 
-  def train_step(state, batch):
-    rng = jax.random.fold_in(base_rng, state.step)
+  def forward(params, batch_stats, images, rng):
+    return model.apply({'params': params, 'batch_stats': batch_stats},
+                       images, train=True, mutable=['batch_stats'],
+                       rngs={'dropout': rng})
 
+  def whole_batch_grads(state, batch, rng):
     def loss_fn(params):
-      logits, updates = model.apply(
-          {'params': params, 'batch_stats': state.batch_stats},
-          batch['image'], train=True, mutable=['batch_stats'],
-          rngs={'dropout': rng})
+      logits, updates = forward(params, state.batch_stats, batch['image'], rng)
       loss, num_valid = losses.total_loss(
           logits, batch['label'], config.loss.upsample_logits,
           config.model.align_corners, config.dataset.ignore_label)
@@ -98,15 +146,65 @@ def make_train_step(config, model, tx, schedule, mesh):
 
     (loss, (batch_stats, num_valid)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
+    return loss, grads, batch_stats, num_valid
+
+  def accumulated_grads(state, batch, rng):
+    images = split_micro_batches(batch['image'], accum, mesh)
+    labels = split_micro_batches(batch['label'], accum, mesh)
+    # Valid pixels of the WHOLE batch per output map (MSC: one per scale),
+    # from the labels alone: the normaliser of the whole batch's loss.
+    shapes, _ = jax.eval_shape(forward, state.params, state.batch_stats,
+                               images[0], rng)
+    shapes = shapes if isinstance(shapes, (list, tuple)) else [shapes]
+    totals = [jnp.sum(_loss_labels(batch['label'], s.shape, config.loss.upsample_logits)
+                      != config.dataset.ignore_label) for s in shapes]
+
+    def micro_loss(params, batch_stats, images, labels, rng):
+      outputs, updates = forward(params, batch_stats, images, rng)
+      outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+      loss = 0.0
+      for out, total in zip(outputs, totals):
+        mean, count = losses.segmentation_loss(
+            out, labels, config.loss.upsample_logits, config.model.align_corners,
+            config.dataset.ignore_label)
+        loss = loss + mean * (count / jnp.maximum(total, 1))
+      return loss, updates.get('batch_stats', batch_stats)
+
+    def body(carry, xs):
+      grads, loss, batch_stats = carry
+      images_k, labels_k, k = xs
+      (loss_k, batch_stats), grads_k = jax.value_and_grad(micro_loss, has_aux=True)(
+          state.params, batch_stats, images_k, labels_k, jax.random.fold_in(rng, k))
+      grads = jax.tree_util.tree_map(jnp.add, grads, grads_k)
+      return (grads, loss + loss_k, batch_stats), None
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+    (grads, loss, batch_stats), _ = jax.lax.scan(
+        body, (zeros, jnp.zeros((), jnp.float32), state.batch_stats),
+        (images, labels, jnp.arange(accum)))
+    return loss, grads, batch_stats, totals[0]
+
+  def train_step(state, batch):
+    rng = jax.random.fold_in(base_rng, state.step)
+    grads_fn = whole_batch_grads if accum == 1 else accumulated_grads
+    loss, grads, batch_stats, num_valid = grads_fn(state, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = jax.tree_util.tree_map(jnp.add, state.params, updates)
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=batch_stats, opt_state=opt_state)
     metrics = {'loss': loss, 'learning_rate': schedule(state.step),
-               'valid_pixels': num_valid}
+               'valid_pixels': num_valid,
+               'finite': jnp.isfinite(loss) & all_finite(grads)}
     return new_state, metrics
 
   repl = sharding.replicated(mesh)
   return jax.jit(train_step,
                  in_shardings=(repl, sharding.batch_sharded(mesh)),
                  out_shardings=(repl, repl), donate_argnums=(0,))
+
+
+def _loss_labels(labels_BxHxW, logits_shape, upsample_logits):
+  """The labels the loss compares with a map of `logits_shape` (as losses.py)."""
+  if upsample_logits:
+    return labels_BxHxW
+  return resize_nearest_labels(labels_BxHxW, logits_shape[1:3])
