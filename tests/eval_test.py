@@ -150,6 +150,7 @@ def test_host_crf_backend_agrees_with_the_jax_one(evaluated, run_dir, data_dir, 
   _, summary, _ = evaluated
   config = _config(data_dir, crf=True, crf_backend='host', crf_processes=1,
                    trimap_widths=())
+  config.eval_batch_size = 16  # Half of the one batch is filler examples.
   host = eval_lib.evaluate_checkpoint(config, run_dir, output_dir=str(tmp_path))
   assert host['confusion_matrix'] == summary['confusion_matrix']
   jax_cm = np.asarray(summary['crf']['confusion_matrix'])
