@@ -58,3 +58,16 @@ def test_atrous_benchmark_times_every_implementation_and_pytorch():
   assert line['shape'] == '1x9x7x8x4r2'
   for name in ('dilation', 'taps', 'torch'):
     assert line[name]['forward_ms'] > 0 and line[name]['grad_ms'] > 0
+
+
+def test_evaluate_benchmark_reports_each_setting():
+  from benchmarks import evaluate as evaluate_benchmark  # pylint: disable=import-outside-toplevel
+  from configs import shapes  # pylint: disable=import-outside-toplevel
+  config = shapes.get_config('tiny')
+  lines = list(evaluate_benchmark.measure(config, ['single', 'msc_flip'], steps=1))
+  assert [line['setting'] for line in lines] == ['single', 'msc_flip']
+  assert lines[0]['scales'] == [1.0] and not lines[0]['flip']
+  assert lines[1]['scales'] == [0.5, 0.75, 1.0, 1.25, 1.5] and lines[1]['flip']
+  for line in lines:
+    assert line['device'].startswith('8 x ') and line['batch_size'] == 8
+    assert line['eval_size'] == [64, 64] and line['images_per_sec'] > 0
