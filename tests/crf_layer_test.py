@@ -33,6 +33,7 @@ from deeplab_jax.models.resize import resize_bilinear
 
 ITERATIONS = 2  # Mean-field steps in the tests' layer (config default: 5).
 STEPS = 5
+PRETRAIN_STEPS = 40  # Without the layer, before the STEPS through it.
 
 
 def _with_crf_layer(config, iterations=ITERATIONS):
@@ -162,32 +163,45 @@ def test_output_shapes_in_train_msc_and_eval(tiny_config):
 
 @pytest.fixture(scope='module')
 def trained(data_dir):
-  """STEPS train steps through the CRF layer (lattice) on one fixed batch."""
-  config = _with_crf_layer(shapes.get_config('tiny'))
-  config.dataset.data_dir = data_dir
-  config.num_train_steps = 100  # The poly schedule stays near base_lr for the few steps.
-  builder = input_pipeline.get_builder(config.dataset)
-  model = models.build(config)
-  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  """The tiny model trained PRETRAIN_STEPS without the layer, then STEPS through
+  it (lattice) on one fixed batch: fine-tuning through the CRF, as it is meant
+  to be used. (From random init the CRF's messages, up to w1 + w2, swamp the
+  near-zero logits and the loss climbs at this learning rate.)"""
+  plain = shapes.get_config('tiny')
+  plain.dataset.data_dir = data_dir
+  plain.num_train_steps = 100  # The poly schedule stays near base_lr for the few steps.
+  config = _with_crf_layer(plain.copy_and_resolve_references())
+  builder = input_pipeline.get_builder(plain.dataset)
+  batches = iter(input_pipeline.train_iterator(plain, builder, 8))
+  tx, schedule = optim.create_optimizer(plain.optim, plain.num_train_steps)
   mesh = sharding.make_mesh()
-  state = train_step.create_train_state(config, model, tx, mesh)
+  model = models.build(plain)
+  state = train_step.create_train_state(plain, model, tx, mesh)
+  step_fn = train_step.make_train_step(plain, model, tx, schedule, mesh)
+  for _ in range(PRETRAIN_STEPS):
+    state, _ = step_fn(state, sharding.to_global(next(batches), mesh))
+
+  model = models.build(config)
+  crf_state = train_step.create_train_state(config, model, tx, mesh)
+  crf_state = train_step.with_variables(crf_state, {
+      'params': {**state.params, 'crf': crf_state.params['crf']},
+      'batch_stats': state.batch_stats}, mesh)
   step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
-  batch = next(iter(input_pipeline.train_iterator(config, builder, 8)))
-  batch = sharding.to_global(batch, mesh)
-  weights = [jax.device_get(state.params['crf'])]
+  batch = sharding.to_global(next(batches), mesh)
+  weights = [jax.device_get(crf_state.params['crf'])]
   losses_ = []
   for _ in range(STEPS):
-    state, metrics = step_fn(state, batch)
+    crf_state, metrics = step_fn(crf_state, batch)
     losses_.append(float(metrics['loss']))
-    weights.append(jax.device_get(state.params['crf']))
+    weights.append(jax.device_get(crf_state.params['crf']))
   return config, schedule, losses_, weights
 
 
 def test_train_steps_through_the_layer_reduce_the_loss(trained):
   _, _, losses_, _ = trained
   assert np.all(np.isfinite(losses_))
-  # losses_[k]: the loss after k updates.
-  assert losses_[-1] < 0.9 * losses_[0], losses_
+  # losses_[k]: the loss after k updates through the layer.
+  assert np.all(np.diff(losses_) < 0) and losses_[-1] < 0.95 * losses_[0], losses_
 
 
 def test_train_steps_move_the_crf_weights(trained):
