@@ -179,21 +179,61 @@ def eval_preprocess(example, eval_size, mean):
           'size': tf.stack([h, w])}
 
 
-def train_iterator(config, builder, local_batch_size, start_step=0):
-  """Endless iterator of numpy batches, starting at `start_step`'s batch."""
-  split = tfds.split_for_jax_process(config.dataset.train_split)
-  ds = builder.as_dataset(split=split, shuffle_files=False)
-  ds = ds.map(decoder(datasets.features(config.dataset)), num_parallel_calls=tf.data.AUTOTUNE)
-  if config.input.cache:
-    ds = ds.cache()
-  process_seed = config.seed * 1000 + jax.process_index()
-  ds = ds.repeat().shuffle(config.input.shuffle_buffer, seed=process_seed)
-  ds = ds.enumerate().skip(start_step * local_batch_size)
+def train_iterator(config, builder, local_batch_size, start_step=0,
+                   start_position=None, process_index=None, process_count=None):
+  """Endless iterator of numpy batches, starting at `start_step`'s batch.
+
+  Each process reads its own shard of the split (`tfds.split_for_jax_process`)
+  as a stream of epochs; epoch e is the shard shuffled (buffer
+  `input.shuffle_buffer`) with a seed of (config.seed, process, e), and example
+  number p of the stream is augmented with the stateless seed (config.seed,
+  process, p). The stream is therefore a pure function of the config and the
+  process, and starting at position p = start_step * local_batch_size (or
+  `start_position`) jumps straight to epoch p // epoch_size and skips only the
+  p % epoch_size examples before it in that epoch: at most one epoch is read,
+  never the whole history, and without `input.cache` those examples are
+  skipped still encoded (decoding happens after the skip).
+  `process_index` / `process_count` default to JAX's (tests emulate hosts).
+  """
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  split = tfds.split_for_jax_process(config.dataset.train_split,
+                                     process_index=index, process_count=count)
+  features = datasets.features(config.dataset)
+  keys = (features.image, features.label)
+  if config.input.cache:  # Decoded once, kept in memory, skipped decoded.
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    ds = ds.map(lambda ex: {k: ex[k] for k in keys}).cache()
+    decode_raw = None
+  else:  # Encoded bytes until after the skip.
+    skip = {k: tfds.decode.SkipDecoding() for k in keys}
+    ds = builder.as_dataset(split=split, shuffle_files=False, decoders=skip)
+    ds = ds.map(lambda ex: {k: ex[k] for k in keys})
+    decode_raw = lambda ex: {k: builder.info.features[k].decode_example(ex[k])
+                             for k in keys}
+  epoch_size = builder.info.splits[split].num_examples
+  if epoch_size == 0:
+    raise UserError(f'the training split {split!r} of {builder.info.name} is '
+                    'empty for this process; check --config.dataset.train_split.')
+  process_seed = config.seed * 1000 + index
+  position = start_step * local_batch_size if start_position is None else start_position
+  first_epoch, offset = divmod(position, epoch_size)
+
+  def epoch(e):
+    seed = process_seed * 1_000_003 + e  # int64: distinct for every epoch.
+    return ds.shuffle(config.input.shuffle_buffer, seed=seed,
+                      reshuffle_each_iteration=False)
+
+  ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+  ds = tf.data.Dataset.zip(tf.data.Dataset.range(position, 2**62), ds)
   mean = pad_colour(config.model)
+  decode = decoder(features)
 
   def preprocess(position, example):
+    if decode_raw is not None:
+      example = decode_raw(example)
     seed = tf.stack([tf.constant(process_seed, tf.int64), position])
-    return train_preprocess(example, seed, config.input, mean)
+    return train_preprocess(decode(example), seed, config.input, mean)
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size, drop_remainder=True)
