@@ -124,6 +124,10 @@ def test_config_default_is_off_and_build_adds_the_layer(tiny_config):
   assert isinstance(model.crf, crf_layer.CRFLayer)
   assert model.crf.crf == dataclasses.replace(crf_params.from_config(tiny_config.crf),
                                              iterations=ITERATIONS)
+  no_section = _with_crf_layer(shapes.get_config('tiny'))
+  del no_section['crf']  # Configs without a crf section get the v2 ResNet preset.
+  assert crf_layer.crf_params_of(no_section) == dataclasses.replace(
+      crf_params.RESNET_V2, iterations=ITERATIONS)
   shapes_ = models.variable_shapes(tiny_config)
   assert shapes_['params/crf/raw_w1'] == () and shapes_['params/crf/raw_w2'] == ()
   assert [k for k in shapes_ if crf_layer.is_layer_variable(k)] == [
@@ -183,9 +187,11 @@ def trained(data_dir):
 
   model = models.build(config)
   crf_state = train_step.create_train_state(config, model, tx, mesh)
-  crf_state = train_step.with_variables(crf_state, {
-      'params': {**state.params, 'crf': crf_state.params['crf']},
-      'batch_stats': state.batch_stats}, mesh)
+  network = {'params': state.params, 'batch_stats': state.batch_stats}
+  variables = crf_layer.with_fresh_layer(network, crf_state.variables())
+  assert set(variables['params']) == set(network['params']) | {'crf'}
+  assert crf_layer.with_fresh_layer(variables, network) is variables
+  crf_state = train_step.with_variables(crf_state, variables, mesh)
   step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
   batch = sharding.to_global(next(batches), mesh)
   weights = [jax.device_get(crf_state.params['crf'])]

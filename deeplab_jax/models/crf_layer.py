@@ -72,6 +72,20 @@ def is_layer_variable(path: str) -> bool:
   return len(parts) > 2 and parts[1] == SCOPE
 
 
+def with_fresh_layer(variables, fresh_variables):
+  """`variables` with the layer's params[SCOPE] from `fresh_variables` where it
+  has none (weights of a network trained without the layer): how a run with
+  `model.crf_layer` starts from such weights; anything else is unchanged.
+
+      variables = with_fresh_layer(checkpoint.restore_variables(workdir),
+                                   state.variables())   # state: the new run's.
+  """
+  params = variables['params']
+  if SCOPE in params or SCOPE not in fresh_variables['params']:
+    return variables
+  return {**variables, 'params': {**params, SCOPE: fresh_variables['params'][SCOPE]}}
+
+
 class CRFLayer(nn.Module):
   """log Q of the dense CRF on upsampled logits, kernel weights learned.
 
