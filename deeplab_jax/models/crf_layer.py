@@ -37,6 +37,11 @@ pixels near the padding are pulled a little toward what the network predicts
 on it (usually background). Padding itself is not scored. Post-hoc
 `crf.refine(..., valid=...)` excludes padding exactly.
 
+Use it to fine-tune a trained network (converted official weights, or
+`with_fresh_layer` on a run's weights): from random init the messages (up
+to w1 + w2 per label) swamp the near-zero logits, the CRF settles on few
+labels and the loss climbs (seen on configs/shapes.py:tiny at lr 0.1).
+
 Cost: the lattice is built per image and kernel and each unrolled iteration
 filters twice; the backward pass stores every iteration's Q. See the
 README's Dense CRF section for measured step times.
