@@ -1,4 +1,14 @@
-"""Orbax checkpoints in `<workdir>/checkpoints/<step>/`; runs resume by themselves."""
+"""Orbax checkpoints in `<workdir>/checkpoints/<step>/`; runs resume by themselves.
+
+Each step holds the item `default` (the TrainState: step, params,
+batch_stats, optimizer state) and, for checkpoints written by training, the
+item `data` (JSON: how far each process's input stream has gone and what it
+depends on, see `train_lib`). Orbax writes a step into a temporary directory
+and renames it into place once complete (collectively, on every process of a
+multi-host run), so a crash, a kill or a full disk during a save leaves the
+previous checkpoint as the latest readable one. Checkpoints of older versions
+(only `default`) restore as before.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,12 @@ import os
 import orbax.checkpoint as ocp
 
 from deeplab_jax.errors import UserError
+
+STATE, DATA = 'default', 'data'
+
+
+class CheckpointWriteError(UserError):
+  """A checkpoint could not be written (disk full, permissions, ...)."""
 
 
 def checkpoint_dir(workdir):
@@ -17,20 +33,70 @@ def manager(workdir, max_to_keep=2, read_only=False):
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep,
       create=not read_only, read_only=read_only)
-  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), item_names=(STATE, DATA),
+                               options=options)
 
 
-def save(mngr, step, state):
-  """Saves `state` at `step` (asynchronously; `mngr.wait_until_finished()`)."""
-  return mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+def _os_error(exc):
+  """The OSError in `exc`'s chain of causes, or None."""
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    if isinstance(exc, OSError):
+      return exc
+    seen.add(id(exc))
+    exc = exc.__cause__ or exc.__context__
+  return None
 
 
-def restore(mngr, abstract_state, step=None):
-  """Restores the checkpoint at `step` (default: latest) onto `abstract_state`.
+def _write_error(mngr, step, exc):
+  os_error = _os_error(exc)
+  if os_error is None:
+    return None
+  reason = os_error.strerror or str(os_error)
+  where = f' ({os_error.filename})' if os_error.filename else ''
+  try:
+    last = manager(os.path.dirname(str(mngr.directory)), read_only=True).latest_step()
+  except Exception:  # pylint: disable=broad-except  # Only for the message.
+    last = None
+  kept = (f'the checkpoint of step {last} is complete and untouched, and running the '
+          'same command again resumes from it' if last is not None else
+          'no earlier checkpoint exists')
+  return CheckpointWriteError(
+      f'could not write the checkpoint of step {step} to {mngr.directory}: '
+      f'{reason}{where}. Free disk space or make the directory writable; {kept}.')
 
-  `abstract_state` carries each leaf's shape, dtype and sharding (from
-  `jax.eval_shape` plus shardings), so arrays land directly on the mesh.
+
+def save(mngr, step, state, data=None):
+  """Saves `state` (and the JSON-able dict `data`) at `step`, asynchronously.
+
+  Orbax finishes the previous save first, so a failure of that one surfaces
+  here; `wait(mngr, step)` surfaces this one's. Write failures (an OSError
+  anywhere in the cause chain) become a CheckpointWriteError.
   """
+  items = {STATE: ocp.args.StandardSave(state)}
+  if data is not None:
+    items[DATA] = ocp.args.JsonSave(data)
+  try:
+    return mngr.save(step, args=ocp.args.Composite(**items), force=True)
+  except Exception as e:  # pylint: disable=broad-except
+    error = _write_error(mngr, step, e)
+    if error is None:
+      raise
+    raise error from e
+
+
+def wait(mngr, step=None):
+  """Waits for the pending save (of `step`, for the message) to finish."""
+  try:
+    mngr.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    error = _write_error(mngr, 'pending' if step is None else step, e)
+    if error is None:
+      raise
+    raise error from e
+
+
+def _check_step(mngr, step):
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise UserError(
@@ -40,7 +106,30 @@ def restore(mngr, abstract_state, step=None):
   if step not in mngr.all_steps():
     raise UserError(f'no checkpoint for step {step} in {mngr.directory}; '
                     f'available steps: {sorted(mngr.all_steps())}')
-  return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  return step
+
+
+def restore(mngr, abstract_state, step=None):
+  """Restores the checkpoint at `step` (default: latest) onto `abstract_state`.
+
+  `abstract_state` carries each leaf's shape, dtype and sharding (from
+  `jax.eval_shape` plus shardings), so arrays land directly on the mesh.
+  """
+  step = _check_step(mngr, step)
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      **{STATE: ocp.args.StandardRestore(abstract_state)}))
+  return restored[STATE]
+
+
+def restore_data(mngr, step=None):
+  """The `data` dict saved with the checkpoint at `step`, or None (older
+  checkpoints, converted weights)."""
+  step = _check_step(mngr, step)
+  metadata = mngr.item_metadata(step)
+  if metadata is None or DATA not in metadata.keys() or metadata[DATA] is None:
+    return None
+  return mngr.restore(step, args=ocp.args.Composite(
+      **{DATA: ocp.args.JsonRestore()}))[DATA]
 
 
 def restore_variables(workdir, step=None):
@@ -56,6 +145,7 @@ def restore_variables(workdir, step=None):
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise UserError(f'no checkpoint in {mngr.directory}')
-  state = mngr.restore(step, args=ocp.args.StandardRestore())
+  state = mngr.restore(step, args=ocp.args.Composite(
+      **{STATE: ocp.args.StandardRestore()}))[STATE]
   mngr.close()
   return {'params': state['params'], 'batch_stats': state.get('batch_stats', {})}
