@@ -125,8 +125,7 @@ def restore_data(mngr, step=None):
   """The `data` dict saved with the checkpoint at `step`, or None (older
   checkpoints, converted weights)."""
   step = _check_step(mngr, step)
-  metadata = mngr.item_metadata(step)
-  if metadata is None or DATA not in metadata.keys() or metadata[DATA] is None:
+  if not os.path.isdir(os.path.join(str(mngr.directory), str(step), DATA)):
     return None
   return mngr.restore(step, args=ocp.args.Composite(
       **{DATA: ocp.args.JsonRestore()}))[DATA]
