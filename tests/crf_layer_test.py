@@ -225,10 +225,14 @@ def test_train_steps_move_the_crf_weights(trained):
 
 # ------------------------------------------------------------ conversion ----
 
-def test_assemble_starts_the_layer_from_the_config(tiny_config):
-  network = convert.init_variables(tiny_config, seed=123)  # A file without the layer.
-  config = _with_crf_layer(tiny_config)
-  variables, reinit = convert.assemble(convert.Converted(network), config)
+def test_assemble_starts_the_layer_from_the_config():
+  config = _with_crf_layer(shapes.get_config('tiny'))
+  fresh = convert.init_variables(config)
+  # A file holding the network without the layer (values unlike the fresh ones).
+  network = convert.unflatten({k: v + 1.0 for k, v in convert.flatten(fresh).items()
+                               if not crf_layer.is_layer_variable(k)})
+  variables, reinit = convert.assemble(convert.Converted(network), config,
+                                       fresh_variables=fresh)
   assert reinit == ['params/crf/raw_w1', 'params/crf/raw_w2']
   assert _softplus(variables['params']['crf']['raw_w1']) == pytest.approx(config.crf.w1, rel=1e-6)
   assert _softplus(variables['params']['crf']['raw_w2']) == pytest.approx(config.crf.w2, rel=1e-6)
