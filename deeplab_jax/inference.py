@@ -27,9 +27,10 @@ output-stride-8 logits into float32 logits at the input's height and width
                   mirror-symmetric logits in every mode and convention.
 
 Averaging is of logits, not probabilities: every fusion step is then linear,
-like the bilinear upsampling it sits between, so the order of upsampling,
-window accumulation and scale/flip averaging does not change the result, and
-the output stays logits that the argmax and the CRF's softmax read unchanged.
+like the bilinear upsampling it sits between (averaging before or after a
+resize gives the same map, so where the upsampling happens does not change
+the fusion), and the output stays logits that the argmax and the CRF's
+softmax read unchanged.
 (Averaging softmax probabilities instead, as some codebases do, changes labels
 only where the passes disagree; `argmax` of mean logits is the argmax of the
 geometric mean of the passes' probabilities.)
