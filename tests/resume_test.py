@@ -62,3 +62,103 @@ def test_resuming_far_into_a_run_reads_at_most_one_epoch(tiny_config, tiny_build
       tiny_config, tiny_builder, 8, start_position=epoch_start)), 3)
   offset = (80_000_000 - epoch_start) // 8
   np.testing.assert_array_equal(far['image'], earlier[offset]['image'])
+
+
+# ------------------------------------------- interrupted training processes --
+
+STEPS, EVERY = 24, 4
+OVERRIDES = [f'--config.num_train_steps={STEPS}', f'--config.checkpoint_every_steps={EVERY}',
+             '--config.log_every_steps=1']
+
+
+def _config(data_dir):
+  from configs import shapes as shapes_config  # pylint: disable=import-outside-toplevel
+  config = shapes_config.get_config('tiny')
+  config.dataset.data_dir = data_dir
+  config.num_train_steps, config.checkpoint_every_steps = STEPS, EVERY
+  config.log_every_steps = 1
+  return config
+
+
+def _final_state(config, workdir):
+  model = models.build(config)
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
+  mngr = checkpoint.manager(workdir, read_only=True)
+  return jax.device_get(checkpoint.restore(
+      mngr, train_step.abstract_train_state(config, model, tx, sharding.make_mesh())))
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory, data_dir):
+  from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
+  config = _config(data_dir)
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  train_lib.train_and_evaluate(config, workdir)
+  return config, _final_state(config, workdir)
+
+
+def _start(workdir, data_dir):
+  return subprocess.Popen(
+      [sys.executable, '-u', 'train.py', '--config=configs/shapes.py:tiny',
+       f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}', *OVERRIDES],
+      cwd=ROOT, stderr=subprocess.PIPE, text=True)
+
+
+def _run_until(process, step):
+  """Reads the progress lines until step `step` is logged; returns the log."""
+  lines = []
+  for line in process.stderr:
+    lines.append(line)
+    if f'step {step}/{STEPS}' in line:
+      return ''.join(lines)
+  raise AssertionError('training ended before step %d:\n%s' % (step, ''.join(lines)))
+
+
+def _finish(workdir, data_dir):
+  process = _start(workdir, data_dir)
+  _, err = process.communicate(timeout=300)
+  assert process.returncode == 0, err
+  return err
+
+
+def _assert_bit_identical(a, b):
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a),
+                          jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                  err_msg=jax.tree_util.keystr(path))
+
+
+def test_killed_run_restarted_ends_bit_identical(uninterrupted, data_dir, tmp_path):
+  config, final = uninterrupted
+  kill_at = int(np.random.default_rng().integers(EVERY + 1, STEPS - 1))
+  process = _start(tmp_path, data_dir)
+  _run_until(process, kill_at)  # After the first checkpoint (step 4).
+  process.kill()  # SIGKILL: no handler, no checkpoint at the kill.
+  process.wait(timeout=60)
+  assert process.returncode == -signal.SIGKILL
+  latest = checkpoint.manager(str(tmp_path), read_only=True).latest_step()
+  assert latest is not None and latest < STEPS, f'killed at {kill_at}, latest {latest}'
+  err = _finish(tmp_path, data_dir)
+  assert f'at step {latest}' in err  # Resumed from the last checkpoint.
+  resumed = _final_state(config, str(tmp_path))
+  assert int(resumed.step) == STEPS
+  _assert_bit_identical(resumed, final)
+
+
+def test_sigterm_saves_at_the_current_step_and_resumes_bit_identical(
+    uninterrupted, data_dir, tmp_path):
+  config, final = uninterrupted
+  process = _start(tmp_path, data_dir)
+  _run_until(process, 6)
+  process.send_signal(signal.SIGTERM)
+  _, err = process.communicate(timeout=120)
+  assert process.returncode == 0, err
+  stopped = int(err.split('SIGTERM received: stopped at step ')[1].split('/')[0])
+  assert 6 <= stopped < STEPS
+  mngr = checkpoint.manager(str(tmp_path), read_only=True)
+  assert mngr.latest_step() == stopped  # Saved at the step it stopped at.
+  assert 'run the same command to resume' in err
+  _finish(tmp_path, data_dir)
+  resumed = _final_state(config, str(tmp_path))
+  assert int(resumed.step) == STEPS
+  _assert_bit_identical(resumed, final)
