@@ -54,7 +54,7 @@ def check_workdir(workdir):
     raise UserError('--workdir is required: the directory for checkpoints and logs.')
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write_test')
+    probe = os.path.join(workdir, f'.write_test.{os.getpid()}')  # One per process.
     with open(probe, 'w') as f:
       f.write('ok')
     os.remove(probe)
