@@ -24,7 +24,9 @@ from deeplab_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The same programs partitioned over 2 processes: the cross-process
-# all-reduce (gloo) may add the per-device partial sums in another order.
+# all-reduce (gloo) adds the per-device partial sums in another order.
+# Measured: at most 2.4e-7 absolute after 4 steps; tolerance (as train_test's
+# 1 vs 8 devices):
 RTOL, ATOL = 2e-5, 2e-6
 
 
