@@ -119,7 +119,11 @@ class StopSignals:
 
   def requested(self, step):
     if jax.process_count() > 1:
-      if multihost_utils.reached_preemption_sync_point(step):
+      try:
+        reached = multihost_utils.reached_preemption_sync_point(step)
+      except RuntimeError:  # Preemption service off (jax_enable_preemption_service).
+        reached = False
+      if reached:
         self.received = self.received or 'SIGTERM'
         return True
       return False
@@ -128,9 +132,10 @@ class StopSignals:
 
 # ---------------------------------------------------------------- loop -----
 
-def data_state(config, step, local_batch_size):
-  """The checkpoint's `data` item: where each process's input stream stands."""
-  return {'step': step, 'position': step * local_batch_size,
+def data_state(config, step, position, local_batch_size):
+  """The checkpoint's `data` item: where each process's input stream stands
+  (`position`: examples it has taken from its stream, the same on all)."""
+  return {'step': step, 'position': position,
           'local_batch_size': local_batch_size,
           'process_count': jax.process_count(), 'seed': config.seed}
 
@@ -197,9 +202,9 @@ def train_and_evaluate(config, workdir, mesh=None):
     return state
 
   builder = input_pipeline.get_builder(config.dataset)
+  start_position = _start_position(config, saved_data, start_step, local_batch_size)
   batches = iter(input_pipeline.train_iterator(
-      config, builder, local_batch_size,
-      start_position=_start_position(config, saved_data, start_step, local_batch_size)))
+      config, builder, local_batch_size, start_position=start_position))
   train_step = train_step_lib.make_train_step(config, model, tx, schedule, mesh)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
@@ -241,7 +246,9 @@ def train_and_evaluate(config, workdir, mesh=None):
   def save(step):
     nonlocal last_saved
     check_finite()
-    checkpoint.save(mngr, step, state, data_state(config, step, local_batch_size))
+    position = start_position + (step - start_step) * local_batch_size
+    checkpoint.save(mngr, step, state,
+                    data_state(config, step, position, local_batch_size))
     last_saved = step
 
   step = start_step
