@@ -40,6 +40,7 @@ from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step as train_step_lib
 from deeplab_jax.data import input_pipeline
+from deeplab_jax.models import crf_layer
 from deeplab_jax.errors import UserError
 
 
@@ -191,8 +192,11 @@ def train_and_evaluate(config, workdir, mesh=None):
   else:
     state = train_step_lib.create_train_state(config, model, tx, mesh)
     if config.get('init_from'):
-      state = train_step_lib.with_variables(
-          state, checkpoint.restore_variables(config.init_from), mesh)
+      # A run without the CRF layer can start one with it: the layer's
+      # weights then come from config.crf (the fresh state's).
+      initial = crf_layer.with_fresh_layer(
+          checkpoint.restore_variables(config.init_from), state.variables())
+      state = train_step_lib.with_variables(state, initial, mesh)
       logging.info('Initial weights from %s.', config.init_from)
   start_step = int(state.step)
   if start_step >= config.num_train_steps:

@@ -255,3 +255,30 @@ def test_official_weights_convert_into_a_crf_layer_config(tmp_path):
   assert _softplus(flat['params/crf/raw_w1']) == pytest.approx(config.crf.w1, rel=1e-6)
   for name, value in convert.flatten(variables).items():
     np.testing.assert_allclose(flat[name], value, rtol=1e-6, err_msg=name)
+
+
+def test_init_from_a_run_without_the_layer_starts_the_layer_from_the_config(
+    data_dir, tmp_path):
+  """`train.py --config.init_from=RUN --config.model.crf_layer=True`: the
+  network's weights from RUN, the layer's from config.crf."""
+  from deeplab_jax import checkpoint  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
+  plain = shapes.get_config('tiny')
+  plain.dataset.data_dir = data_dir
+  tx, _ = optim.create_optimizer(plain.optim, plain.num_train_steps)
+  mesh = sharding.make_mesh()
+  source = train_step.create_train_state(plain, models.build(plain), tx, mesh)
+  mngr = checkpoint.manager(str(tmp_path / 'plain'))
+  checkpoint.save(mngr, 0, source)
+  mngr.wait_until_finished()
+  mngr.close()
+
+  config = _with_crf_layer(plain.copy_and_resolve_references())
+  config.init_from = str(tmp_path / 'plain')
+  config.num_train_steps = 1
+  config.optim.base_lr = 0.0  # Keeps the weights where they started.
+  state = jax.device_get(train_lib.train_and_evaluate(config, str(tmp_path / 'crf')))
+  assert _softplus(state.params['crf']['raw_w1']) == pytest.approx(config.crf.w1, rel=1e-5)
+  assert _softplus(state.params['crf']['raw_w2']) == pytest.approx(config.crf.w2, rel=1e-5)
+  np.testing.assert_array_equal(state.params['head']['branch0_classifier']['kernel'],
+                                jax.device_get(source.params)['head']['branch0_classifier']['kernel'])
