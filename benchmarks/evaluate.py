@@ -40,13 +40,6 @@ MSC_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)
 SETTINGS = ('single', 'flip', 'msc', 'msc_flip')
 
 
-def eval_hw(eval_size):
-  """(height, width) of `input.eval_size` (a side or a pair)."""
-  if isinstance(eval_size, int):
-    return eval_size, eval_size
-  return int(eval_size[0]), int(eval_size[1])
-
-
 def setting_options(config, setting):
   """The config's `InferenceOptions` with `setting`'s scales and flip."""
   if setting not in SETTINGS:
@@ -63,7 +56,7 @@ def measure(config, settings, steps):
   """Yields one result dict per setting (see the module docstring)."""
   mesh = sharding.make_mesh()
   batch_size = math.ceil(config.eval_batch_size / mesh.size) * mesh.size
-  height, width = eval_hw(config.input.eval_size)
+  height, width = inference.eval_hw(config.input.eval_size)
   model = models.build(config)
   variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
       jnp.zeros((1, 64, 64, 3), jnp.uint8))

@@ -140,6 +140,14 @@ def options_from_config(config) -> InferenceOptions:
   return make_options(align_corners=config.model.align_corners, **fields)
 
 
+def eval_hw(eval_size) -> tuple[int, int]:
+  """(height, width) from `input.eval_size`: a square side or a (height, width) pair."""
+  if isinstance(eval_size, int):
+    return eval_size, eval_size
+  height, width = eval_size
+  return int(height), int(width)
+
+
 def pad_colour(model_config) -> tuple[float, float, float]:
   """The model's `pixel_mean` as an RGB colour (what eval images are padded with).
 

@@ -27,6 +27,7 @@ import tensorflow_datasets as tfds
 
 from deeplab_jax.data import datasets
 from deeplab_jax.errors import UserError
+from deeplab_jax.inference import eval_hw
 
 tf.config.set_visible_devices([], 'GPU')  # Keep TF off the accelerators.
 
@@ -147,14 +148,6 @@ def train_preprocess(example, seed, input_config, mean):
   example = apply_augmentation(example, draw, input_config.crop_size, mean)
   image = tf.cast(tf.clip_by_value(tf.round(example['image']), 0, 255), tf.uint8)
   return {'image': image, 'label': example['label'][..., 0]}
-
-
-def eval_hw(eval_size):
-  """(height, width) from `input.eval_size`: a square side or a (height, width) pair."""
-  if isinstance(eval_size, int):
-    return eval_size, eval_size
-  height, width = eval_size
-  return int(height), int(width)
 
 
 def eval_preprocess(example, eval_size, mean):
