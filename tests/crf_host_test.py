@@ -126,13 +126,13 @@ def test_refine_takes_batched_arrays():
 
 def test_bad_inputs():
   image, _, probs = _scene(0, 20, 30, 3)
-  with pytest.raises(ValueError, match='uint8'):
+  with pytest.raises(UserError, match='uint8'):
     host.refine_one(image.astype(np.float32), probs, PROBS)
-  with pytest.raises(ValueError, match='HxWxC'):
+  with pytest.raises(UserError, match='HxWxC'):
     host.refine_one(image, probs[:-1], PROBS)
-  with pytest.raises(ValueError, match='HxWx3'):
+  with pytest.raises(UserError, match='HxWx3'):
     host.refine_one(image[..., :2], probs, PROBS)
-  with pytest.raises(ValueError, match='2 images but 1'):
+  with pytest.raises(UserError, match='2 images but 1'):
     host.refine([image, image], [probs], PROBS)
 
 

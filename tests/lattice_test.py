@@ -210,3 +210,21 @@ def test_exact_filter_brute_force():
   kernel = np.exp(-d2 / 2) * (valid[:, None] & valid[None])
   np.testing.assert_allclose(exact(features, values, valid), kernel @ values,
                              rtol=1e-5, atol=1e-6)
+
+
+def test_host_build_equals_device_build():
+  features = _image_features(30, 40, 5, sxy=6.0)
+  valid = np.arange(30 * 40) < 30 * 40 - 55
+  keys, weights = jax.jit(lattice.embed)(features, valid)
+  m = lattice.bucket(lattice.host_num_points(keys))
+  on_host = lattice.build_host(keys, weights, m)
+  on_device = build(features, valid, max_points=m)
+  assert int(on_host.num_points) == int(on_device.num_points) <= m
+  for name, a, b in zip(lattice.Lattice._fields, on_host, on_device):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
+
+
+def test_bucket_holds_the_points_with_little_slack():
+  for num in (1, 1000, 1025, 5000, 128461, 10**6):
+    size = lattice.bucket(num)
+    assert num <= size <= max(1024, 1.25 * num + 1)

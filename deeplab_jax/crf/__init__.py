@@ -27,15 +27,33 @@ BACKENDS = ('jax', 'host')
 
 
 @functools.lru_cache(maxsize=8)
-def _jax_refine(params: CRFParams):
+def _jax_sort(params: CRFParams):
+  import jax  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
+  return jax.jit(lambda images, valid: dense_crf.sort_bilateral_vertices(images, valid, params))
+
+
+@functools.lru_cache(maxsize=32)
+def _jax_refine(params: CRFParams, max_points: int):
   import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
 
   @jax.jit
-  def run(images, scores, valid):
+  def run(images, scores, valid, sorted_vertices):
     unary = dense_crf.unary_energy(scores, params.unary)
-    return dense_crf.mean_field(images, unary, valid, params)
+    return dense_crf.mean_field(images, unary, valid, params, max_points=max_points,
+                                sorted_vertices=sorted_vertices)
   return run
+
+
+def _refine_jax(images, scores, params, valid):
+  """Sorts the bilateral lattices' vertices, reads back how many points they
+  need, then runs mean-field on lattices of that (bucketed) static size."""
+  from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
+  sorted_vertices = _jax_sort(params)(images, valid)
+  needed = int(np.max(sorted_vertices.num_points))
+  run = _jax_refine(params, lattice.bucket(needed))
+  return np.asarray(run(images, scores, valid, sorted_vertices))
 
 
 def refine(images, scores, params: CRFParams, backend='jax', valid=None,
@@ -48,16 +66,30 @@ def refine(images, scores, params: CRFParams, backend='jax', valid=None,
   default all. Padding gets the unary's softmax. `processes`: host backend's
   pool size (default: all cores).
   """
+  from deeplab_jax.crf import host  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   images = np.asarray(images)
-  scores = np.asarray(scores, np.float32)
+  scores = np.asarray(scores)
+  if images.ndim != 4 or scores.ndim != 4:
+    raise UserError(f'crf.refine takes batches: images B x H x W x 3 and scores B x H x W x C, '
+                    f'got shapes {images.shape} and {scores.shape}')
+  if images.shape[0] != scores.shape[0]:
+    raise UserError(f'{images.shape[0]} images but {scores.shape[0]} score maps')
   if valid is None:
     valid = np.ones(images.shape[:3], bool)
   valid = np.asarray(valid, bool)
+  if valid.shape != images.shape[:3]:
+    raise UserError(f'valid must be B x H x W {images.shape[:3]}, got {valid.shape}')
+  for i, (image, score, v) in enumerate(zip(images, scores, valid)):
+    h, w = int(v.any(1).sum()), int(v.any(0).sum())
+    if image.shape[:2] == score.shape[:2]:  # Padding is not checked.
+      image, score = image[:h, :w], score[:h, :w]
+    host.check_inputs(image, score, params.unary, i)
+  scores = scores.astype(np.float32)
   if backend == 'jax':
-    return np.asarray(_jax_refine(params)(images, scores, valid))
+    return _refine_jax(images, scores, valid=valid, params=params)
   if backend != 'host':
     raise ValueError(f'CRF backend {backend!r} is not one of {BACKENDS}')
-  from deeplab_jax.crf import host  # pylint: disable=import-outside-toplevel
   sizes = [(int(v.any(1).sum()), int(v.any(0).sum())) for v in valid]
   real = [i for i, (h, w) in enumerate(sizes) if h and w]  # Not all padding.
   refined = host.refine([images[i, :sizes[i][0], :sizes[i][1]] for i in real],

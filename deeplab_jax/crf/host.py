@@ -58,16 +58,35 @@ def unary_energy(scores_HxWxC, unary: str) -> np.ndarray:
   raise UserError(f"unary {unary!r} is not 'logits' or 'probs'")
 
 
-def _check(image, scores):
+def check_inputs(image, scores, unary: str, index=None):
+  """UserError for inputs a user can fix: ranks, sizes, dtypes, NaN, and
+  probabilities (unary='probs') that do not sum to one."""
+  where = '' if index is None else f' (image {index})'
   image = np.asarray(image)
   scores = np.asarray(scores)
   if image.ndim != 3 or image.shape[-1] != 3:
-    raise ValueError(f'image must be HxWx3 (RGB), got shape {image.shape}')
+    raise UserError(f'image{where} must be HxWx3 (RGB), got shape {image.shape}')
   if image.dtype != np.uint8:
-    raise ValueError(f'image must be uint8 (0..255), got {image.dtype}')
-  if scores.ndim != 3 or scores.shape[:2] != image.shape[:2] or scores.shape[-1] < 1:
-    raise ValueError(f'scores must be HxWxC with the image\'s HxW {image.shape[:2]}, '
-                     f'got shape {scores.shape}')
+    raise UserError(f'image{where} must be uint8 (0..255), got {image.dtype}')
+  if scores.ndim != 3 or scores.shape[-1] < 1:
+    raise UserError(f'scores{where} must be HxWxC, got shape {scores.shape}')
+  if scores.shape[:2] != image.shape[:2]:
+    raise UserError(f'scores{where} must be HxWxC with the image\'s HxW {image.shape[:2]}, '
+                    f'got shape {scores.shape}')
+  if np.isnan(scores).any():
+    first = tuple(int(i) for i in np.argwhere(np.isnan(scores))[0])
+    raise UserError(f'scores{where} contain NaN (first at {first})')
+  if unary == 'probs':
+    sums = scores.astype(np.float64).sum(-1)
+    worst = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
+    if abs(sums[worst] - 1) > 1e-3 or scores.min() < 0:
+      raise UserError(f'scores{where} are probabilities (crf unary=\'probs\') but sum to '
+                      f'{sums[worst]:.6g} at pixel {tuple(int(i) for i in worst)} '
+                      f'(min {scores.min():.6g}); pass logits with unary=\'logits\'')
+
+
+def _check(image, scores, unary='logits'):
+  check_inputs(image, scores, unary)
 
 
 def refine_one(image_HxWx3, scores_HxWxC, params: CRFParams) -> np.ndarray:
@@ -88,9 +107,10 @@ def refine_one(image_HxWx3, scores_HxWxC, params: CRFParams) -> np.ndarray:
 
   Raises:
     UserError: pydensecrf2 is not installed.
-    ValueError: wrong shapes or image dtype.
+    UserError: wrong shapes or image dtype, NaN scores, probabilities not
+      summing to one.
   """
-  _check(image_HxWx3, scores_HxWxC)
+  _check(image_HxWx3, scores_HxWxC, params.unary)
   densecrf = _densecrf()
   height, width, num_labels = np.shape(scores_HxWxC)
   unary = unary_energy(scores_HxWxC, params.unary)
@@ -141,14 +161,15 @@ def refine(images: Sequence[np.ndarray], scores: Sequence[np.ndarray], params: C
 
   Raises:
     UserError: pydensecrf2 is not installed.
-    ValueError: different numbers of images and scores, wrong shapes or dtypes.
+    UserError: different numbers of images and scores, wrong shapes or
+      dtypes, NaN scores, probabilities not summing to one.
   """
   images = list(images)
   scores = list(scores)
   if len(images) != len(scores):
-    raise ValueError(f'{len(images)} images but {len(scores)} score maps')
-  for image, score in zip(images, scores):
-    _check(image, score)
+    raise UserError(f'{len(images)} images but {len(scores)} score maps')
+  for i, (image, score) in enumerate(zip(images, scores)):
+    check_inputs(image, score, params.unary, i)
   _densecrf()  # Fail here, not in a worker.
   if processes is not None and processes < 1:
     raise ValueError(f'processes must be >= 1, got {processes}')
