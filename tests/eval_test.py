@@ -252,3 +252,23 @@ def test_evaluate_and_predict_command_lines(run_dir, data_dir, tmp_path):
   result = _cli('predict.py', *common, f'--input={tmp_path}/missing.jpg',
                 f'--output={tmp_path}/p')
   assert result.returncode == 1 and 'error: input' in result.stderr
+
+
+def test_evaluation_during_training_scores_before_and_after_the_crf(
+    data_dir, tmp_path, monkeypatch):
+  from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
+  config = _config(data_dir, crf=True)
+  config.eval_every_steps = 2  # Steps 2 and 4 of 4.
+  summaries = []
+  evaluate = eval_lib.evaluate
+
+  def recording(*args, **kwargs):
+    assert kwargs['crf_step'] is not None  # Compiled once, for every evaluation.
+    summaries.append(evaluate(*args, **kwargs))
+    return summaries[-1]
+
+  monkeypatch.setattr(eval_lib, 'evaluate', recording)
+  train_lib.train_and_evaluate(config, str(tmp_path))
+  assert len(summaries) == 2
+  for summary in summaries:
+    assert 0 <= summary['crf']['mean_iou'] <= 1 and summary['num_images'] == 8
