@@ -17,6 +17,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from deeplab_jax import cli
+from deeplab_jax import distributed
 from deeplab_jax import eval_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -36,6 +37,9 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main():
+  # Several processes (SLURM, Open MPI, TPU pod, torchrun-style variables):
+  # each scores its shard, the counts are summed (README "Training at scale").
+  distributed.initialize()
   config = _CONFIG.value
   if _CRF.value is not None:
     config.eval.crf = _CRF.value
