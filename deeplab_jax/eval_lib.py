@@ -103,7 +103,7 @@ def make_crf_step(config, mesh):
     from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
 
     def run(images, logits, labels, valid):
-      scores = logits if params.unary == 'logits' else jax.nn.softmax(logits, -1)
+      scores = crf_scores(logits, params)
       q = dense_crf.mean_field(images, dense_crf.unary_energy(scores, params.unary),
                                valid, params)
       preds = jnp.argmax(q, axis=-1).astype(jnp.int32)
@@ -119,7 +119,7 @@ def make_crf_step(config, mesh):
 
   def run_host(images, logits, labels, valid):
     images, logits, labels, valid = (local_rows(x) for x in (images, logits, labels, valid))
-    scores = logits if params.unary == 'logits' else _softmax_np(logits)
+    scores = crf_scores(logits, params)
     q = crf.refine(images, scores, params, backend='host', valid=valid,
                    processes=processes)
     preds = q.argmax(-1).astype(np.int32)
@@ -128,9 +128,15 @@ def make_crf_step(config, mesh):
   return run_host
 
 
-def _softmax_np(x):
-  e = np.exp(x - x.max(-1, keepdims=True))
-  return e / e.sum(-1, keepdims=True)
+def crf_scores(logits_BxHxWxC, params):
+  """What the CRF reads from the logits, as `params.unary` says: the logits
+  themselves or their softmax probabilities (numpy in, numpy out)."""
+  if params.unary == 'logits':
+    return logits_BxHxWxC
+  if isinstance(logits_BxHxWxC, np.ndarray):
+    e = np.exp(logits_BxHxWxC - logits_BxHxWxC.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+  return jax.nn.softmax(logits_BxHxWxC, -1)
 
 
 def local_rows(x):

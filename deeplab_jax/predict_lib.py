@@ -96,8 +96,9 @@ class Predictor:
     if self.crf is not None:
       from deeplab_jax import crf  # pylint: disable=import-outside-toplevel
       params, backend = self.crf
-      scores = logits if params.unary == 'logits' else jax.nn.softmax(logits, -1)
-      q = crf.refine(image_HxWx3[None], np.asarray(scores)[None], params, backend=backend,
+      from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
+      scores = eval_lib.crf_scores(logits, params)
+      q = crf.refine(image_HxWx3[None], scores[None], params, backend=backend,
                      processes=self.config.eval.crf_processes or None)[0]
       return q.argmax(-1).astype(np.uint8), logits
     return logits.argmax(-1).astype(np.uint8), logits

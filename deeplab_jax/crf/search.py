@@ -50,19 +50,6 @@ def load(logits_dir, limit=None):
   return examples
 
 
-def _confusion(labels, preds, num_classes, ignore_label):
-  keep = (labels != ignore_label) & (labels < num_classes)
-  index = labels[keep].astype(np.int64) * num_classes + preds[keep]
-  return np.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
-def mean_iou(confusion):
-  tp = np.diag(confusion).astype(np.float64)
-  union = confusion.sum(0) + confusion.sum(1) - tp
-  present = union > 0
-  return float((tp[present] / union[present]).mean()) if present.any() else float('nan')
-
-
 def _batches(examples, batch_size):
   """Padded batches: (images, scores, valid, [(label, h, w)])."""
   for start in range(0, len(examples), batch_size):
@@ -82,22 +69,21 @@ def _batches(examples, batch_size):
 def score(examples, params, backend='jax', batch_size=8, ignore_label=255, processes=None):
   """mIoU over `examples` after the CRF with `params` (None: the logits' argmax)."""
   from deeplab_jax import crf  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import metrics  # pylint: disable=import-outside-toplevel
   classes = examples[0][2].shape[-1]
   total = np.zeros((classes, classes), np.int64)
   for images, logits, valid, labels in _batches(examples, batch_size):
     if params is None:
       out = logits
     else:
-      scores = logits
-      if params.unary == 'probs':
-        scores = np.exp(logits - logits.max(-1, keepdims=True))
-        scores /= scores.sum(-1, keepdims=True)
-      out = crf.refine(images, scores, params, backend=backend, valid=valid,
-                       processes=processes)
+      out = crf.refine(images, eval_lib.crf_scores(logits, params), params,
+                       backend=backend, valid=valid, processes=processes)
     preds = out.argmax(-1)
     for pred, (label, h, w) in zip(preds, labels):
-      total += _confusion(label, pred[:h, :w], classes, ignore_label)
-  return mean_iou(total)
+      total += np.asarray(metrics.confusion_matrix(label.astype(np.int32), pred[:h, :w], classes,
+                                                   ignore_label=ignore_label))
+  return metrics.summarize(total, [str(c) for c in range(classes)])['mean_iou']
 
 
 def grid(axes: dict) -> list[dict]:
