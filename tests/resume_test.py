@@ -130,9 +130,13 @@ def _assert_bit_identical(a, b):
 
 def test_killed_run_restarted_ends_bit_identical(uninterrupted, data_dir, tmp_path):
   config, final = uninterrupted
-  kill_at = int(np.random.default_rng().integers(EVERY + 1, STEPS - 1))
+  # Checkpoints are written asynchronously: step 4's may still be in flight
+  # at step 7. Orbax finishes the previous save before starting the next, so
+  # once step 9 is logged the step-4 checkpoint is committed (step 8's may
+  # or may not be: the kill can land in the middle of a save).
+  kill_at = int(np.random.default_rng().integers(2 * EVERY + 1, STEPS - 1))
   process = _start(tmp_path, data_dir)
-  _run_until(process, kill_at)  # After the first checkpoint (step 4).
+  _run_until(process, kill_at)
   process.kill()  # SIGKILL: no handler, no checkpoint at the kill.
   process.wait(timeout=60)
   assert process.returncode == -signal.SIGKILL
