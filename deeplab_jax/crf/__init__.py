@@ -33,27 +33,78 @@ def _jax_sort(params: CRFParams):
   return jax.jit(lambda images, valid: dense_crf.sort_bilateral_vertices(images, valid, params))
 
 
+@functools.lru_cache(maxsize=8)
+def _jax_embed(params: CRFParams):
+  import jax  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
+
+  def one(image_HxWx3, valid_HxW):
+    features = dense_crf.bilateral_features(image_HxWx3, params.sigma_alpha, params.sigma_beta)
+    return lattice.embed(features, valid_HxW.reshape(-1))
+  return jax.jit(jax.vmap(one))
+
+
 @functools.lru_cache(maxsize=32)
 def _jax_refine(params: CRFParams, max_points: int):
   import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
 
   @jax.jit
-  def run(images, scores, valid, sorted_vertices):
+  def run(images, scores, valid, sorted_vertices=None, lattices=None):
     unary = dense_crf.unary_energy(scores, params.unary)
     return dense_crf.mean_field(images, unary, valid, params, max_points=max_points,
-                                sorted_vertices=sorted_vertices)
+                                sorted_vertices=sorted_vertices, lattices=lattices)
   return run
 
 
-def _refine_jax(images, scores, params, valid):
-  """Sorts the bilateral lattices' vertices, reads back how many points they
-  need, then runs mean-field on lattices of that (bucketed) static size."""
+def host_lattices(images, valid, params: CRFParams):
+  """The batch's bilateral lattices built in numpy (`lattice.build_host`),
+  stacked, all of one bucketed size; None if one cannot be packed.
+
+  The embedding runs jitted; deduplication and the neighbour tables run in
+  numpy, one thread per image (numpy's sorts release the GIL).
+  """
+  import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
+  keys, weights = jax.device_get(_jax_embed(params)(images, valid))
+  with _threads(len(keys)) as pool:
+    points = list(pool.map(lattice.dedup_host, keys))
+    if any(p is None for p in points):
+      return None
+    m = lattice.bucket(max(p.num_points for p in points))
+    built = list(pool.map(lambda a: lattice.build_host(a[0], a[1], m, points=a[2]),
+                          zip(keys, weights, points)))
+  return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *built)
+
+
+def _threads(count):
+  import concurrent.futures  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  return concurrent.futures.ThreadPoolExecutor(max(1, min(count, os.cpu_count() or 1)))
+
+
+def _refine_jax(images, scores, params, valid, lattice_on_host=None):
+  """Mean-field on bilateral lattices of a tight (bucketed) static size.
+
+  lattice_on_host (default: when JAX runs on the CPU) builds the lattices
+  in numpy (`host_lattices`), several times faster there than XLA's sorts;
+  otherwise the device sorts the vertices, `num_points` is read back, and
+  the rest of the build runs inside the jitted mean-field.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
+  if lattice_on_host is None:
+    lattice_on_host = jax.default_backend() == 'cpu'
+  if lattice_on_host:
+    lattices = host_lattices(images, valid, params)
+    if lattices is not None:
+      run = _jax_refine(params, lattices.max_points)
+      return np.asarray(run(images, scores, valid, lattices=lattices))
   sorted_vertices = _jax_sort(params)(images, valid)
   needed = int(np.max(sorted_vertices.num_points))
   run = _jax_refine(params, lattice.bucket(needed))
-  return np.asarray(run(images, scores, valid, sorted_vertices))
+  return np.asarray(run(images, scores, valid, sorted_vertices=sorted_vertices))
 
 
 def refine(images, scores, params: CRFParams, backend='jax', valid=None,

@@ -116,18 +116,19 @@ def _normalised(filter_fn, norm_N, mode):
   raise ValueError(f"normalization {mode!r}: 'symmetric', 'before' or 'after'")
 
 
-def _one_image(image_HxWx3, unary_HxWxC, valid_HxW, sorted_vertices, weights, params, method,
-               spatial_method, max_points):
+def _one_image(image_HxWx3, unary_HxWxC, valid_HxW, sorted_vertices, bilateral_lattice,
+               weights, params, method, spatial_method, max_points):
   h, w, c = unary_HxWxC.shape
   valid_N = valid_HxW.reshape(-1)
   mask_N1 = valid_N[:, None].astype(jnp.float32)
   features = bilateral_features(image_HxWx3, params.sigma_alpha, params.sigma_beta)
   spatial_features = _positions(h, w) / params.sigma_gamma
   if method == 'lattice':
-    if sorted_vertices is None:
-      sorted_vertices = lattice_lib.sort_vertices(features, valid_N)
-    bilateral = functools.partial(lattice_lib.filter,
-                                  lattice_lib.build_sorted(sorted_vertices, max_points))
+    if bilateral_lattice is None:
+      if sorted_vertices is None:
+        sorted_vertices = lattice_lib.sort_vertices(features, valid_N)
+      bilateral_lattice = lattice_lib.build_sorted(sorted_vertices, max_points)
+    bilateral = functools.partial(lattice_lib.filter, bilateral_lattice)
     if spatial_method == 'grid':
       spatial = lambda v: grid_gaussian_filter(
           v.reshape(h, w, -1), params.sigma_gamma, valid_HxW).reshape(h * w, -1)
@@ -161,7 +162,7 @@ def _one_image(image_HxWx3, unary_HxWxC, valid_HxW, sorted_vertices, weights, pa
 
 def mean_field(images_BxHxWx3, unary_BxHxWxC, valid_BxHxW, params: CRFParams,
                method='lattice', weights=None, spatial='grid', max_points=None,
-               sorted_vertices=None):
+               sorted_vertices=None, lattices=None):
   """Q (B x H x W x C, float32) after `params.iterations` mean-field updates.
 
   `unary` is the energy U (see `unary_energy`); images are RGB 0-255; valid
@@ -179,14 +180,17 @@ def mean_field(images_BxHxWx3, unary_BxHxWxC, valid_BxHxW, params: CRFParams,
   enough; the blur's cost is proportional to it). sorted_vertices: the
   bilateral lattice's first half, `sort_bilateral_vertices`, if already
   computed (it tells how many points each image needs: `lattice.bucket` of
-  their maximum is a tight max_points; `crf.refine` does this).
+  their maximum is a tight max_points; `crf.refine` does this on
+  accelerators). lattices: the bilateral lattices themselves (a batched
+  `lattice.Lattice`), e.g. from `lattice.build_host` (`crf.refine` does this
+  on a CPU, where numpy builds them several times faster than XLA).
   method='exact': both kernels as O(N^2) sums (tiny images, tests).
   """
   weights = (params.w1, params.w2) if weights is None else weights
-  fn = lambda im, u, v, sv: _one_image(im, u, v, sv, weights, params, method, spatial,
-                                       max_points)
+  fn = lambda im, u, v, sv, lat: _one_image(im, u, v, sv, lat, weights, params, method,
+                                            spatial, max_points)
   return jax.vmap(fn)(images_BxHxWx3, unary_BxHxWxC.astype(jnp.float32), valid_BxHxW,
-                      sorted_vertices)
+                      sorted_vertices, lattices)
 
 
 def sort_bilateral_vertices(images_BxHxWx3, valid_BxHxW, params: CRFParams):

@@ -241,7 +241,8 @@ class SortedVertices(NamedTuple):
 
   @property
   def num_points(self) -> jax.Array:
-    return jnp.sum(self.is_new_E & self.is_real_E).astype(jnp.int32)
+    """Lattice points needed: a scalar, or one per image when batched."""
+    return jnp.sum(self.is_new_E & self.is_real_E, axis=-1).astype(jnp.int32)
 
 
 def sort_vertices(features_NxD: jax.Array,
@@ -326,10 +327,37 @@ def embed(features_NxD: jax.Array, valid_N: Optional[jax.Array] = None):
   return keys_NxD1xD, weights_NxD1
 
 
+class HostPoints(NamedTuple):
+  """`dedup_host`'s result: one image's distinct lattice points (numpy)."""
+  packed_E: np.ndarray  # Each vertex's packed key, -1 for invalid pixels.
+  unique_P: np.ndarray  # The distinct packed keys, sorted.
+  inverse_E: np.ndarray  # Each valid vertex's index into unique_P.
+  span_D: np.ndarray  # The packing's radices.
+
+  @property
+  def num_points(self) -> int:
+    return int(self.unique_P.size)
+
+
+def dedup_host(keys_NxD1xD) -> Optional[HostPoints]:
+  """Deduplicates `embed`'s keys in numpy (one sort of packed int64 keys).
+
+  None where the keys span too wide a range to pack into 62 bits.
+  """
+  packed = _pack_keys(np.asarray(keys_NxD1xD))
+  if packed is None:
+    return None
+  packed_E, _, span_D = packed
+  unique_P, inverse_E = np.unique(packed_E[packed_E >= 0], return_inverse=True)
+  return HostPoints(packed_E, unique_P, inverse_E.reshape(-1).astype(np.int32), span_D)
+
+
 def host_num_points(keys_NxD1xD) -> int:
   """How many lattice points `build_host` makes from `embed`'s keys (numpy)."""
-  packed = _pack_keys(np.asarray(keys_NxD1xD))
-  return 0 if packed is None else int(np.unique(packed[0][packed[0] >= 0]).size)
+  points = dedup_host(keys_NxD1xD)
+  if points is None:
+    raise ValueError('lattice keys too far apart to pack into 62 bits')
+  return points.num_points
 
 
 def _pack_keys(keys_NxD1xD):
@@ -350,35 +378,34 @@ def _pack_keys(keys_NxD1xD):
   return np.where(real_E, packed_E, -1), low_D, span_D
 
 
-def build_host(keys_NxD1xD, weights_NxD1, max_points: Optional[int] = None
-               ) -> Optional[Lattice]:
+def build_host(keys_NxD1xD, weights_NxD1, max_points: Optional[int] = None,
+               points: Optional[HostPoints] = None) -> Optional[Lattice]:
   """`build` in numpy on the host, from `embed`'s output: the same Lattice,
   array for array (slots in the keys' lexicographic order).
 
   On a CPU this is several times faster than `build` (XLA:CPU sorts several
   keys with a payload slowly; numpy sorts one packed int64 key, and finds
   each point's blur neighbours by binary search instead of sorting the
-  points along every axis). Returns None where the keys span too wide a
-  range to pack into 62 bits (use `build` then).
+  points along every axis). `points`: `dedup_host(keys)` if the caller has
+  it already (to choose max_points from its num_points). Returns None where
+  the keys span too wide a range to pack into 62 bits (use `build` then).
   """
   keys_NxD1xD = np.asarray(keys_NxD1xD)
   n, d1, d = keys_NxD1xD.shape
   m = n * d1 if max_points is None else int(max_points)
-  packed = _pack_keys(keys_NxD1xD)
-  if packed is None:
+  points = dedup_host(keys_NxD1xD) if points is None else points
+  if points is None:
     return None
-  packed_E, _, span_D = packed
-  real_E = packed_E >= 0
-  unique_P, inverse_E = np.unique(packed_E[real_E], return_inverse=True)
+  real_E = points.packed_E >= 0
+  unique_P, inverse_E = points.unique_P, points.inverse_E
   num_points = unique_P.size
   point_E = np.full(n * d1, m, np.int32)
-  inverse_E = inverse_E.reshape(-1).astype(np.int32)
   point_E[real_E] = np.where(inverse_E < m, inverse_E, m)
   table_P = unique_P[:m]
   # Neighbours along axis j: key +- u_j (u_j = 1 - (D+1) e_j, first D coords).
   radix_D = np.ones(d, np.int64)
   for i in range(d - 2, -1, -1):
-    radix_D[i] = radix_D[i + 1] * span_D[i + 1]
+    radix_D[i] = radix_D[i + 1] * points.span_D[i + 1]
   nexts = np.full((d1, m + 1), m, np.int32)
   prevs = np.full((d1, m + 1), m, np.int32)
   for j in range(d1):
