@@ -167,12 +167,7 @@ def _sorted_vertices(features_NxD, valid_N):
     is_real_E: whether a sorted key belongs to a valid pixel.
   """
   n, d = features_NxD.shape
-  keys_NxD1xD, weights_NxD1 = _embed(features_NxD)
-  if valid_N is None:
-    valid_N = jnp.ones((n,), bool)
-  valid_N = valid_N.astype(bool)
-  weights_NxD1 = jnp.where(valid_N[:, None], weights_NxD1, 0.0)
-  keys_NxD1xD = jnp.where(valid_N[:, None, None], keys_NxD1xD, _SENTINEL)
+  keys_NxD1xD, weights_NxD1 = embed(features_NxD, valid_N)
   keys_ExD = keys_NxD1xD.reshape(n * (d + 1), d)
   entry_E = jnp.arange(n * (d + 1), dtype=jnp.int32)
   sorted_ops = jax.lax.sort(
@@ -193,8 +188,7 @@ def count_points(features_NxD: jax.Array,
   a caller can read it back and pass a tight `max_points` to `build`, whose
   blur and `filter` cost is proportional to max_points.
   """
-  _, _, _, is_new_E, is_real_E = _sorted_vertices(features_NxD, valid_N)
-  return jnp.sum(is_new_E & is_real_E).astype(jnp.int32)
+  return sort_vertices(features_NxD, valid_N).num_points
 
 
 def bucket(num_points: int, minimum: int = 1024) -> int:
@@ -267,7 +261,7 @@ def build_sorted(sorted_vertices: SortedVertices,
   d = d1 - 1
   m = n * (d + 1) if max_points is None else int(max_points)
   point_E = jnp.cumsum(is_new_E.astype(jnp.int32)) - 1
-  num_points = jnp.sum(is_new_E & is_real_E).astype(jnp.int32)
+  num_points = sorted_vertices.num_points
   # Lattice point of each entry (slot m = dump for invalid or overflowing).
   point_E = jnp.where(is_real_E & (point_E < m), point_E, m)
   point_of_entry_E = jnp.zeros((n * (d + 1),), jnp.int32).at[
