@@ -1,6 +1,7 @@
 """Tests for deeplab_jax.crf.lattice (permutohedral-lattice Gaussian filter)."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ import pytest
 
 from deeplab_jax.crf import lattice
 
-build = jax.jit(lattice.build, static_argnames='max_points')
+build = jax.jit(lattice.build, static_argnames=('max_points', 'pack'))
 filter_ = jax.jit(lattice.filter)
 exact = jax.jit(lattice.gaussian_filter_exact)
 
@@ -228,3 +229,69 @@ def test_bucket_holds_the_points_with_little_slack():
   for num in (1, 1000, 1025, 5000, 128461, 10**6):
     size = lattice.bucket(num)
     assert num <= size <= max(1024, 1.25 * num + 1)
+
+
+def _box(d, seed=9):
+  rng = np.random.default_rng(seed)
+  low = rng.uniform(-5, 0, d)
+  return low, low + rng.uniform(1, 40, d)
+
+
+def test_packed_build_equals_unpacked_build():
+  """With a `packing` (one uint32 sort, binary-searched neighbours) the
+  lattice is the same, array for array, as with D-key sorts."""
+  features = _image_features(30, 40, 5, sxy=6.0)
+  valid = np.arange(30 * 40) < 30 * 40 - 55
+  pack = lattice.packing(features.min(0), features.max(0))
+  assert pack is not None
+  m = lattice.bucket(int(jax.jit(lattice.count_points)(features, valid)))
+  packed = build(features, valid, max_points=m, pack=pack)
+  unpacked = build(features, valid, max_points=m)
+  assert 0 < int(packed.num_points) <= m
+  for name, a, b in zip(lattice.Lattice._fields, packed, unpacked):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
+
+
+@pytest.mark.parametrize('d', [2, 5])
+def test_packing_holds_every_vertex_and_its_neighbours(d):
+  """Vertices of features anywhere in the box, corners included, have
+  coords at least one step inside the packing's range."""
+  low, high = _box(d)
+  pack = lattice.packing(low, high)
+  corners = np.array(np.meshgrid(*zip(low, high))).reshape(d, -1).T
+  inside = np.random.default_rng(d).uniform(low, high, (20000, d))
+  coords, _ = jax.jit(lattice.embed)(np.concatenate([corners, inside]).astype(np.float32))
+  coords = np.asarray(coords).reshape(-1, d)
+  assert np.all(coords.min(0) - 1 >= np.array(pack.low))
+  assert np.all(coords.max(0) + 1 <= np.array(pack.low) + np.array(pack.span) - 1)
+
+
+def test_packing_clips_features_to_its_range():
+  low, high = _box(5)
+  pack = lattice.packing(low, high)
+  features = np.random.default_rng(10).uniform(low - 3, high + 3, (400, 5)).astype(np.float32)
+  values = np.random.default_rng(11).uniform(0, 1, (400, 2)).astype(np.float32)
+  clipped = np.clip(features, low.astype(np.float32), high.astype(np.float32))
+  np.testing.assert_array_equal(filter_(build(features, pack=pack), values),
+                                filter_(build(clipped), values))
+
+
+def test_packing_refuses_ranges_wider_than_uint32():
+  assert lattice.packing([0.0] * 5, [500 / 67, 375 / 67] + [255 / 3] * 3) is not None
+  assert lattice.packing([0.0] * 5, [2000.0] * 5) is None
+
+
+def test_packed_build_sorts_once_with_one_uint32_key():
+  """The shape XLA's GPU backend runs as a CUB radix sort: one sort, a
+  uint32 key with a 32-bit payload and a plain less-than. Without a packing
+  the build sorts D+2 times, each with D or more keys."""
+  features = np.zeros((64, 5), np.float32)
+  low, high = _box(5)
+  lower = lambda pack: jax.jit(lambda f: lattice.build(f, pack=pack)).lower(features).as_text()
+  packed = lower(lattice.packing(low, high))
+  sorts = re.findall(r'"stablehlo.sort"\((.*?)\).*?\n\s*\^bb0\((.*?)\):\n\s*(.*)\n', packed)
+  assert len(sorts) == 1
+  operands, args, compare = sorts[0]
+  assert len(operands.split(',')) == 2 and args.count('tensor<ui32>') == 2
+  assert args.count('tensor<i32>') == 2 and re.search(r'compare\s+LT, %arg\d, %arg\d, UNSIGNED', compare)
+  assert lower(None).count('"stablehlo.sort"') == 1 + 6

@@ -38,11 +38,8 @@ def _jax_embed(params: CRFParams):
   import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
-
-  def one(image_HxWx3, valid_HxW):
-    features = dense_crf.bilateral_features(image_HxWx3, params.sigma_alpha, params.sigma_beta)
-    return lattice.embed(features, valid_HxW.reshape(-1))
-  return jax.jit(jax.vmap(one))
+  embed = lambda features, valid, pack: lattice.embed(features, valid)
+  return jax.jit(lambda images, valid: dense_crf.per_image_bilateral(embed, images, valid, params))
 
 
 @functools.lru_cache(maxsize=32)

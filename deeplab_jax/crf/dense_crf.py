@@ -57,6 +57,31 @@ def bilateral_features(image_HxWx3, sigma_alpha, sigma_beta):
   return jnp.concatenate([_positions(h, w) / sigma_alpha, colours / sigma_beta], -1)
 
 
+def bilateral_packing(height, width, params: CRFParams):
+  """The bilateral lattice's static uint32 `lattice.Packing` for images of
+  this size (colours 0-255; outside that they are clipped), or None where
+  the range is too wide (e.g. sigma_beta well below 3 on large images)."""
+  high = [(width - 1) / params.sigma_alpha, (height - 1) / params.sigma_alpha] + [
+      255.0 / params.sigma_beta] * 3
+  return lattice_lib.packing([0.0] * 5, high)
+
+
+def spatial_packing(height, width, sigma):
+  """The spatial lattice's `lattice.Packing` (spatial='lattice')."""
+  return lattice_lib.packing([0.0, 0.0], [(width - 1) / sigma, (height - 1) / sigma])
+
+
+def per_image_bilateral(fn, images_BxHxWx3, valid_BxHxW, params: CRFParams):
+  """fn(features_NxD, valid_N, packing) vmapped over a padded batch, with
+  each image's bilateral features and the batch size's packing."""
+  pack = bilateral_packing(*images_BxHxWx3.shape[1:3], params)
+
+  def one(image_HxWx3, valid_HxW):
+    features = bilateral_features(image_HxWx3, params.sigma_alpha, params.sigma_beta)
+    return fn(features, valid_HxW.reshape(-1), pack)
+  return jax.vmap(one)(images_BxHxWx3, valid_BxHxW)
+
+
 def _gaussian_taps(sigma, truncate):
   radius = max(int(math.ceil(truncate * sigma)), 1)
   offsets = np.arange(-radius, radius + 1)
@@ -126,15 +151,16 @@ def _one_image(image_HxWx3, unary_HxWxC, valid_HxW, sorted_vertices, bilateral_l
   if method == 'lattice':
     if bilateral_lattice is None:
       if sorted_vertices is None:
-        sorted_vertices = lattice_lib.sort_vertices(features, valid_N)
+        sorted_vertices = lattice_lib.sort_vertices(features, valid_N,
+                                                    bilateral_packing(h, w, params))
       bilateral_lattice = lattice_lib.build_sorted(sorted_vertices, max_points)
     bilateral = functools.partial(lattice_lib.filter, bilateral_lattice)
     if spatial_method == 'grid':
       spatial = lambda v: grid_gaussian_filter(
           v.reshape(h, w, -1), params.sigma_gamma, valid_HxW).reshape(h * w, -1)
     elif spatial_method == 'lattice':
-      spatial = functools.partial(lattice_lib.filter,
-                                  lattice_lib.build(spatial_features, valid_N))
+      spatial = functools.partial(lattice_lib.filter, lattice_lib.build(
+          spatial_features, valid_N, pack=spatial_packing(h, w, params.sigma_gamma)))
     else:
       raise ValueError(f"spatial {spatial_method!r}: 'grid' or 'lattice'")
   elif method == 'exact':
@@ -198,7 +224,4 @@ def sort_bilateral_vertices(images_BxHxWx3, valid_BxHxW, params: CRFParams):
 
   Its `num_points` (B) is how many lattice points each image needs.
   """
-  def one(image_HxWx3, valid_HxW):
-    features = bilateral_features(image_HxWx3, params.sigma_alpha, params.sigma_beta)
-    return lattice_lib.sort_vertices(features, valid_HxW.reshape(-1))
-  return jax.vmap(one)(images_BxHxWx3, valid_BxHxW)
+  return per_image_bilateral(lattice_lib.sort_vertices, images_BxHxWx3, valid_BxHxW, params)
