@@ -2,6 +2,7 @@
 
     python -m benchmarks.crf                      # JAX backend, batch 1 and 8, + host
     python -m benchmarks.crf --backends jax --batches 1,8,32
+    python -m benchmarks.crf --backends jax --batches 8 --breakdown  # where the time goes
 
 JAX (`crf.dense_crf` on the permutohedral lattice, jitted, on JAX's default
 device) and, where pydensecrf2 is installed, the host reference (one image
@@ -9,6 +10,16 @@ per process, all cores). Generated scenes (`crf.scenes`); the ResNet-101 v2
 parameters. Prints one JSON line per (backend, batch): median seconds per
 batch and per image over --steps calls after a warm-up, compile seconds, and
 for JAX the device's peak memory where it reports one.
+
+--breakdown adds, for JAX, one line per batch with milliseconds per image
+of each part of `crf.refine`, each jitted and timed alone: the bilateral
+lattice's embedding and sort on the device (`sort`, packed uint32 keys where
+`dense_crf.bilateral_packing` fits) and the rest of its build (`build`), or
+its numpy build (`host_lattice`, what `refine` uses on a CPU); one bilateral
+lattice filtering of the 21 labels (`bilateral_filter`) and one spatial
+grid filtering (`spatial_filter`): each mean-field iteration does one of
+each, plus 2 for the normalisers; the mean-field iterations alone on ready
+lattices (`mean_field`). --trace DIR writes a profiler trace of one call.
 """
 
 from __future__ import annotations
@@ -31,6 +42,8 @@ _BATCHES = flags.DEFINE_list('batches', ['1', '8'], 'Images per call.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed calls.')
 _HEIGHT = flags.DEFINE_integer('height', 375, 'Image height.')
 _WIDTH = flags.DEFINE_integer('width', 500, 'Image width.')
+_BREAKDOWN = flags.DEFINE_bool('breakdown', False, 'Also time the JAX parts.')
+_TRACE = flags.DEFINE_string('trace', None, 'Write a jax.profiler trace of one JAX call here.')
 
 
 def _batch(size):
@@ -45,6 +58,38 @@ def _batch(size):
 def _peak_bytes():
   stats = jax.devices()[0].memory_stats() or {}
   return stats.get('peak_bytes_in_use')
+
+
+def breakdown(images, logits, params, steps):
+  """Milliseconds per image of each part of the JAX CRF (see the module doc)."""
+  from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
+  batch, height, width = images.shape[:3]
+  images, logits = jax.device_put(images), jax.device_put(logits)
+  valid = jax.device_put(np.ones(images.shape[:3], bool))
+  time = lambda fn: 1e3 * timing.time_calls(fn, steps)[0] / batch
+  line = {'part': 'breakdown', 'batch': batch, 'size': [height, width],
+          'device': timing.device_name(), 'unit': 'ms/image',
+          'packed': dense_crf.bilateral_packing(height, width, params) is not None}
+  sort = jax.jit(lambda im, v: dense_crf.sort_bilateral_vertices(im, v, params))
+  line['sort'] = time(lambda: sort(images, valid))
+  sorted_vertices = sort(images, valid)
+  max_points = lattice.bucket(int(np.max(sorted_vertices.num_points)))
+  line['max_points'] = max_points
+  build = jax.jit(jax.vmap(lambda sv: lattice.build_sorted(sv, max_points)))
+  line['build'] = time(lambda: build(sorted_vertices))
+  if jax.default_backend() == 'cpu':
+    line['host_lattice'] = time(lambda: crf.host_lattices(images, valid, params))
+  lattices = build(sorted_vertices)
+  q = jax.nn.softmax(logits, -1)
+  bilateral = jax.jit(jax.vmap(lattice.filter))
+  line['bilateral_filter'] = time(lambda: bilateral(lattices, q.reshape(batch, -1, q.shape[-1])))
+  spatial = jax.jit(jax.vmap(lambda v: dense_crf.grid_gaussian_filter(v, params.sigma_gamma)))
+  line['spatial_filter'] = time(lambda: spatial(q))
+  mean_field = jax.jit(lambda im, u, v, lat: dense_crf.mean_field(
+      im, u, v, params, max_points=max_points, lattices=lat))
+  line['mean_field'] = time(lambda: mean_field(images, -logits, valid, lattices))
+  return {k: round(v, 2) if isinstance(v, float) else v for k, v in line.items()}
 
 
 def main(argv):
@@ -72,6 +117,11 @@ def main(argv):
       if backend == 'jax' and _peak_bytes():
         line['peak_gib'] = round(_peak_bytes() / 2**30, 2)
       print(json.dumps(line), flush=True)
+      if backend == 'jax' and _BREAKDOWN.value:
+        print(json.dumps(breakdown(images, logits, params, _STEPS.value)), flush=True)
+      if backend == 'jax' and _TRACE.value:
+        with jax.profiler.trace(_TRACE.value):
+          run()
 
 
 if __name__ == '__main__':

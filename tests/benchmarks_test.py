@@ -71,3 +71,19 @@ def test_evaluate_benchmark_reports_each_setting():
   for line in lines:
     assert line['device'].startswith('8 x ') and line['batch_size'] == 8
     assert line['eval_size'] == [64, 64] and line['images_per_sec'] > 0
+
+
+def test_crf_benchmark_breakdown_times_every_part():
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from benchmarks import crf as crf_benchmark  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import crf  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.crf import scenes  # pylint: disable=import-outside-toplevel
+  made = [scenes.natural_image_and_unaries(np.random.default_rng(i), 24, 32, 4) for i in range(2)]
+  images = np.stack([m[0] for m in made])
+  logits = np.log(np.stack([m[2] for m in made])).astype(np.float32)
+  line = crf_benchmark.breakdown(images, logits, crf.RESNET_V2, steps=1)
+  assert line['batch'] == 2 and line['size'] == [24, 32] and line['packed']
+  assert 0 < line['max_points'] <= 24 * 32 * 6
+  for part in ('sort', 'build', 'host_lattice', 'bilateral_filter', 'spatial_filter',
+               'mean_field'):
+    assert line[part] > 0, part
