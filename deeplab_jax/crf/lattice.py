@@ -397,10 +397,25 @@ def _neighbours_by_search(table_M, steps_D1):
   real_M = table_M != _INVALID_PACKED
   query_2D1xM = jnp.concatenate([table_M[None] + steps_D1[:, None],
                                  table_M[None] - steps_D1[:, None]])
-  at_2D1xM = jnp.searchsorted(table_M, query_2D1xM, method='scan_unrolled').astype(jnp.int32)
+  at_2D1xM = _lower_bound(table_M, query_2D1xM)
   found = (table_M[jnp.minimum(at_2D1xM, m - 1)] == query_2D1xM) & real_M[None]
   table_2D1xM1 = jnp.pad(jnp.where(found, at_2D1xM, m), ((0, 0), (0, 1)), constant_values=m)
   return jnp.split(table_2D1xM1, 2)
+
+
+def _lower_bound(sorted_M, query):
+  """For each query, the first slot whose value is >= it (M if none): a
+  branchless binary search, its log2(M) steps unrolled (static M); under vmap
+  every step is one batched gather (jnp.searchsorted's made XLA constant-fold
+  a batch-sized index array)."""
+  m = sorted_M.shape[0]
+  base = jnp.zeros(query.shape, jnp.int32)
+  size = m
+  while size > 1:
+    half = size // 2
+    base = jnp.where(sorted_M[base + half] < query, base + half, base)
+    size -= half
+  return base + (sorted_M[base] < query).astype(jnp.int32)
 
 
 def _neighbours_by_sorting(table_DxM):
