@@ -2,6 +2,7 @@
 runtime, gloo collectives) give the parameters of 1 process x 8 devices fed
 the same global batches."""
 
+import json
 import os
 import re
 import socket
@@ -14,11 +15,14 @@ import pytest
 
 from deeplab_jax import checkpoint
 from deeplab_jax import distributed
+from deeplab_jax import eval_lib
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_lib
 from deeplab_jax import train_step
+from deeplab_jax.crf import dense_crf
+from deeplab_jax.crf import lattice
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.errors import UserError
 
@@ -111,3 +115,86 @@ def test_process_layout_from_flags_and_environments():
     distributed.process_layout('host0:1234', 2, None, environ={})
   with pytest.raises(UserError, match='must be in 0..1'):
     distributed.process_layout('host0:1234', 2, 2, environ={})
+
+
+# Two processes x 4 devices run the JAX CRF step on the mesh (lattices sorted
+# on the devices, the largest lattice read back as a maximum over processes):
+# process `pid` feeds its 4 rows of the global batch of `_crf_batch`.
+_CRF_STEP = '''
+import json, sys
+import jax
+import numpy as np
+from deeplab_jax import distributed, eval_lib, sharding
+from deeplab_jax.crf import lattice
+from tests.multihost_test import _crf_batch, _crf_config
+asked = []  # The lattice sizes the step asks for.
+bucket = lattice.bucket
+lattice.bucket = lambda num_points: asked.append(num_points) or bucket(num_points)
+distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+mesh = sharding.make_mesh()
+rows = slice(4 * jax.process_index(), 4 * jax.process_index() + 4)
+batch = [jax.make_array_from_process_local_data(sharding.batch_sharded(mesh), x[rows])
+         for x in _crf_batch()]
+step = eval_lib.make_crf_step(_crf_config(), mesh, lattice_on_host=False)
+preds, confusion = step(*batch)
+print(json.dumps({'asked': asked, 'confusion': np.asarray(confusion).tolist(),
+                  'preds': np.asarray(eval_lib.local_rows(preds)).tolist()}))
+'''
+
+
+def _crf_config():
+  from configs import shapes  # pylint: disable=import-outside-toplevel
+  config = shapes.get_config('tiny')
+  config.eval.crf = True
+  return config
+
+
+def _crf_batch():
+  """8 images (24 x 32, padded) of different sizes: the images needing the
+  most lattice points are all on process 1's rows."""
+  from deeplab_jax.crf import scenes  # pylint: disable=import-outside-toplevel
+  sizes = [(12, 16), (16, 12), (20, 20), (12, 30), (24, 32), (22, 32), (24, 28), (24, 30)]
+  images = np.zeros((8, 24, 32, 3), np.uint8)
+  logits = np.zeros((8, 24, 32, 5), np.float32)
+  labels = np.zeros((8, 24, 32), np.int32)
+  valid = np.zeros((8, 24, 32), bool)
+  for i, (h, w) in enumerate(sizes):
+    image, truth, probs = scenes.natural_image_and_unaries(np.random.default_rng(i), h, w, 5)
+    images[i, :h, :w], labels[i, :h, :w], valid[i, :h, :w] = image, truth, True
+    logits[i, :h, :w] = np.log(probs)
+  return images, logits, labels, valid
+
+
+def test_two_processes_run_the_device_crf_step_like_one():
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, XLA_FLAGS=re.sub(
+      r'--xla_force_host_platform_device_count=\d+', '', os.environ['XLA_FLAGS'])
+             + ' --xla_force_host_platform_device_count=4')
+  processes = [subprocess.Popen(
+      [sys.executable, '-c', _CRF_STEP, f'localhost:{port}', str(i)], cwd=ROOT, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  try:
+    # Meanwhile, here: 1 process, 8 devices, the same global batch.
+    mesh = sharding.make_mesh()
+    batch = [jax.device_put(x, sharding.batch_sharded(mesh)) for x in _crf_batch()]
+    preds, confusion = eval_lib.make_crf_step(_crf_config(), mesh, lattice_on_host=False)(*batch)
+    outs = [process.communicate(timeout=300) for process in processes]
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+  for process, (_, err) in zip(processes, outs):
+    assert process.returncode == 0, err
+  results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+  preds = np.asarray(preds)
+  # Both size the lattices for the largest image of the global batch (on
+  # process 1), so that both compile the same program.
+  images, _, _, valid = _crf_batch()
+  params = eval_lib.crf_settings(_crf_config())[0]
+  points = np.asarray(dense_crf.sort_bilateral_vertices(images, valid, params).num_points)
+  assert lattice.bucket(points[:4].max()) < lattice.bucket(points[4:].max())
+  for i, result in enumerate(results):
+    assert result['asked'] == [int(points.max())]
+    np.testing.assert_array_equal(result['confusion'], np.asarray(confusion))
+    np.testing.assert_array_equal(result['preds'], preds[4 * i:4 * i + 4])
+  assert np.asarray(confusion).sum() == _crf_batch()[3].sum()
