@@ -9,6 +9,11 @@ the elementwise ops too: ResNet-101 ASPP forward at 321x321 on 2 cores went
 from ~1.6 s to ~1.1-1.2 s (benchmarks/README.md). The flag is experimental, so
 it is only added for the jaxlib versions it was measured on, and never over a
 setting the user made in XLA_FLAGS.
+
+The dense CRF's mean-field (gathers, scatter-adds, a separable filter) runs
+about 1.5-2x slower with that flag (a batch of 16 192x192 images: 5.0 s
+against 2.4-3.5 s), so its jitted functions compile with XLA's default
+instead (`without_cpu_flags`, a per-compile option).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import os
 
 _TESTED_JAXLIB = ('0.10.',)
 CPU_FLAGS = {'--xla_cpu_experimental_ynn_fusion_type': '+eltwise'}
+# XLA's own values of CPU_FLAGS (an empty list: no YNN fusions).
+XLA_DEFAULTS = {'--xla_cpu_experimental_ynn_fusion_type': ''}
 
 
 def default_flags(jaxlib_version=None):
@@ -39,3 +46,16 @@ def set_defaults(environ=os.environ, jaxlib_version=None):
            if name not in current]
   if extra:
     environ['XLA_FLAGS'] = ' '.join([current] + extra).strip()
+
+
+def without_cpu_flags(environ=os.environ, backend=None):
+  """`jax.jit(..., compiler_options=...)` that compiles one function with
+  XLA's defaults in place of the CPU_FLAGS that `set_defaults` added (None
+  where there are none in effect: not on a CPU, or the user's own setting)."""
+  if backend is None:
+    import jax  # pylint: disable=import-outside-toplevel
+    backend = jax.default_backend()
+  current = environ.get('XLA_FLAGS', '').split()
+  options = {name.lstrip('-'): XLA_DEFAULTS[name] for name, value in CPU_FLAGS.items()
+             if f'{name}={value}' in current}
+  return options if backend == 'cpu' and options else None

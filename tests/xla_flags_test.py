@@ -26,3 +26,16 @@ def test_this_test_process_runs_with_the_flag():
   import jaxlib  # pylint: disable=import-outside-toplevel
   if jaxlib.__version__.startswith('0.10.'):
     assert '--xla_cpu_experimental_ynn_fusion_type=+eltwise' in os.environ['XLA_FLAGS']
+
+
+def test_the_crf_compiles_with_xlas_defaults_instead_of_ours():
+  import jax  # pylint: disable=import-outside-toplevel
+  ours = {'XLA_FLAGS': '--xla_force_host_platform_device_count=8 '
+                       '--xla_cpu_experimental_ynn_fusion_type=+eltwise'}
+  options = xla_flags.without_cpu_flags(ours, backend='cpu')
+  assert options == {'xla_cpu_experimental_ynn_fusion_type': ''}
+  assert float(jax.jit(lambda x: x + 1, compiler_options=options)(1.0)) == 2.0  # XLA takes it.
+  assert xla_flags.without_cpu_flags(ours, backend='gpu') is None
+  users = {'XLA_FLAGS': '--xla_cpu_experimental_ynn_fusion_type=dot'}
+  assert xla_flags.without_cpu_flags(users, backend='cpu') is None
+  assert xla_flags.without_cpu_flags({}, backend='cpu') is None

@@ -21,6 +21,7 @@ import functools
 
 import numpy as np
 
+from deeplab_jax import xla_flags
 from deeplab_jax.crf.params import CRFParams, RESNET_V2, VGG_LARGEFOV, from_config  # pylint: disable=unused-import
 
 BACKENDS = ('jax', 'host')
@@ -30,7 +31,8 @@ BACKENDS = ('jax', 'host')
 def _jax_sort(params: CRFParams):
   import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
-  return jax.jit(lambda images, valid: dense_crf.sort_bilateral_vertices(images, valid, params))
+  return jax.jit(lambda images, valid: dense_crf.sort_bilateral_vertices(images, valid, params),
+                 compiler_options=xla_flags.without_cpu_flags())
 
 
 @functools.lru_cache(maxsize=8)
@@ -39,7 +41,8 @@ def _jax_embed(params: CRFParams):
   from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
   embed = lambda features, valid, pack: lattice.embed(features, valid)
-  return jax.jit(lambda images, valid: dense_crf.per_image_bilateral(embed, images, valid, params))
+  return jax.jit(lambda images, valid: dense_crf.per_image_bilateral(embed, images, valid, params),
+                 compiler_options=xla_flags.without_cpu_flags())
 
 
 @functools.lru_cache(maxsize=32)
@@ -47,7 +50,7 @@ def _jax_refine(params: CRFParams, max_points: int):
   import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=xla_flags.without_cpu_flags())
   def run(images, scores, valid, sorted_vertices=None, lattices=None):
     unary = dense_crf.unary_energy(scores, params.unary)
     return dense_crf.mean_field(images, unary, valid, params, max_points=max_points,
