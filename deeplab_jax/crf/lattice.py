@@ -221,7 +221,7 @@ def packing(feature_low, feature_high) -> Optional[Packing]:
   which XLA on GPUs runs as a CUB radix sort, and the blur neighbours are
   binary searches; without it every sort has D or more keys, which XLA runs
   as a bitonic sort. E.g. the bilateral kernel of the ResNet-101 parameters
-  on a 500x375 image needs 30 bits.
+  needs 29.1 bits on a 500x375 image, 31.8 on a 2048x1024 one.
   """
   low_D = np.asarray(feature_low, np.float64)
   high_D = np.asarray(feature_high, np.float64)
