@@ -51,15 +51,18 @@ def _positions(height, width):
 
 
 def bilateral_features(image_HxWx3, sigma_alpha, sigma_beta):
-  """(x, y) / sigma_alpha and (r, g, b) / sigma_beta per pixel: N x 5."""
+  """(x, y) / sigma_alpha and (r, g, b) / sigma_beta per pixel: N x 5.
+
+  Colours are clipped to 0-255 (float images from augmentation may stray),
+  the range `bilateral_packing` assumes."""
   h, w = image_HxWx3.shape[:2]
-  colours = image_HxWx3.reshape(-1, 3).astype(jnp.float32)
+  colours = jnp.clip(image_HxWx3.reshape(-1, 3).astype(jnp.float32), 0.0, 255.0)
   return jnp.concatenate([_positions(h, w) / sigma_alpha, colours / sigma_beta], -1)
 
 
 def bilateral_packing(height, width, params: CRFParams):
   """The bilateral lattice's static uint32 `lattice.Packing` for images of
-  this size (colours 0-255; outside that they are clipped), or None where
+  this size (`bilateral_features`' range), or None where
   the range is too wide (e.g. sigma_beta 1: then D-key sorts, slower on
   GPUs)."""
   high = [(width - 1) / params.sigma_alpha, (height - 1) / params.sigma_alpha] + [
