@@ -62,9 +62,8 @@ def bilateral_features(image_HxWx3, sigma_alpha, sigma_beta):
 
 def bilateral_packing(height, width, params: CRFParams):
   """The bilateral lattice's static uint32 `lattice.Packing` for images of
-  this size (`bilateral_features`' range), or None where
-  the range is too wide (e.g. sigma_beta 1: then D-key sorts, slower on
-  GPUs)."""
+  this size (`bilateral_features`' range), or None where the range is too
+  wide (e.g. sigma_beta 1: then D-key sorts, slower on GPUs)."""
   high = [(width - 1) / params.sigma_alpha, (height - 1) / params.sigma_alpha] + [
       255.0 / params.sigma_beta] * 3
   return lattice_lib.packing([0.0] * 5, high)
