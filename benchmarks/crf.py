@@ -9,7 +9,8 @@ device) and, where pydensecrf2 is installed, the host reference (one image
 per process, all cores). Generated scenes (`crf.scenes`); the ResNet-101 v2
 parameters. Prints one JSON line per (backend, batch): median seconds per
 batch and per image over --steps calls after a warm-up, compile seconds, and
-for JAX the device's peak memory where it reports one.
+for JAX memory: the device's peak where it reports one (GPUs, TPUs), else
+this process's peak resident memory so far (`process_peak_rss_gib`, CPUs).
 
 --breakdown adds, for JAX, one line per batch with milliseconds per image
 of each part of `crf.refine`, each jitted and timed alone: the bilateral
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 
 import jax
@@ -53,6 +55,11 @@ def _batch(size):
   images = np.stack([m[0] for m in made])
   logits = np.log(np.stack([m[2] for m in made]))
   return images, logits
+
+
+def _peak_rss_gib():
+  """This process's peak resident memory (Linux reports KiB)."""
+  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
 
 def _peak_bytes():
@@ -116,6 +123,8 @@ def main(argv):
               'first_call_s': round(compile_s, 2)}
       if backend == 'jax' and _peak_bytes():
         line['peak_gib'] = round(_peak_bytes() / 2**30, 2)
+      elif backend == 'jax':
+        line['process_peak_rss_gib'] = _peak_rss_gib()
       print(json.dumps(line), flush=True)
       if backend == 'jax' and _BREAKDOWN.value:
         print(json.dumps(breakdown(images, logits, params, _STEPS.value)), flush=True)
