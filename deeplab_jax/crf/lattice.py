@@ -194,18 +194,28 @@ class Packing(NamedTuple):
 
   @property
   def radix(self) -> tuple:
-    radix = [1] * len(self.span)
-    for k in range(len(self.span) - 2, -1, -1):
-      radix[k] = radix[k + 1] * self.span[k + 1]
-    return tuple(radix)
+    return _radices(self.span)
 
   def steps(self) -> np.ndarray:
-    """The packed difference to the next point along each axis (uint32,
-    modulo 2^32): coord j-1 + 1, coord j - 1."""
-    radix, d = self.radix, len(self.span)
-    step = [(radix[j - 1] if j > 0 else 0) - (radix[j] if j < d else 0)
-            for j in range(d + 1)]
-    return np.array([v % 2**32 for v in step], np.uint32)
+    """`_axis_steps` as uint32 (modulo 2^32)."""
+    return np.array([v % 2**32 for v in _axis_steps(self.radix)], np.uint32)
+
+
+def _radices(span_D) -> tuple:
+  """Mixed-radix place values (coord 0 most significant) for coords taking
+  span_D[k] values each."""
+  radix = [1] * len(span_D)
+  for k in range(len(span_D) - 2, -1, -1):
+    radix[k] = radix[k + 1] * int(span_D[k + 1])
+  return tuple(radix)
+
+
+def _axis_steps(radix_D) -> list:
+  """The packed difference to the next point along each blur axis j = 0..D
+  (coord j-1 + 1, coord j - 1), as Python ints."""
+  d = len(radix_D)
+  return [(radix_D[j - 1] if j > 0 else 0) - (radix_D[j] if j < d else 0)
+          for j in range(d + 1)]
 
 
 _INVALID_PACKED = np.uint32(2**32 - 1)
@@ -467,7 +477,7 @@ class HostPoints(NamedTuple):
   packed_E: np.ndarray  # Each vertex's packed coords, -1 for invalid pixels.
   unique_P: np.ndarray  # The distinct packed coords, sorted.
   inverse_E: np.ndarray  # Each valid vertex's index into unique_P.
-  span_D: np.ndarray  # The packing's radices.
+  span_D: np.ndarray  # How many values each coord takes in the packing.
 
   @property
   def num_points(self) -> int:
@@ -527,7 +537,7 @@ def build_host(coords_NxD1xD, weights_NxD1, max_points: Optional[int] = None,
   the coords span too wide a range to pack into 62 bits (use `build` then).
   """
   coords_NxD1xD = np.asarray(coords_NxD1xD)
-  n, d1, d = coords_NxD1xD.shape
+  n, d1, _ = coords_NxD1xD.shape
   m = n * d1 if max_points is None else int(max_points)
   points = dedup_host(coords_NxD1xD) if points is None else points
   if points is None:
@@ -538,14 +548,9 @@ def build_host(coords_NxD1xD, weights_NxD1, max_points: Optional[int] = None,
   point_E = np.full(n * d1, m, np.int32)
   point_E[real_E] = np.where(inverse_E < m, inverse_E, m)
   table_P = unique_P[:m]
-  radix_D = np.ones(d, np.int64)
-  for k in range(d - 2, -1, -1):
-    radix_D[k] = radix_D[k + 1] * points.span_D[k + 1]
   nexts = np.full((d1, m + 1), m, np.int32)
   prevs = np.full((d1, m + 1), m, np.int32)
-  for j in range(d1):
-    # Along axis j: coord j-1 + 1, coord j - 1.
-    step = (int(radix_D[j - 1]) if j > 0 else 0) - (int(radix_D[j]) if j < d else 0)
+  for j, step in enumerate(_axis_steps(_radices(points.span_D))):
     for sign, out in ((1, nexts), (-1, prevs)):
       query_P = table_P + sign * step
       at_P = np.minimum(np.searchsorted(unique_P, query_P), max(num_points - 1, 0))
