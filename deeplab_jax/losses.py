@@ -37,7 +37,7 @@ def segmentation_loss(logits_BxhxwxC, labels_BxHxW, upsample_logits,
     labels = labels_BxHxW
   else:
     logits = logits_BxhxwxC
-    labels = resize_nearest_labels(labels_BxHxW, logits.shape[1:3])
+    labels = resize_nearest_labels(labels_BxHxW, logits.shape[1:3], align_corners)
   return softmax_cross_entropy(logits, labels, ignore_label)
 
 

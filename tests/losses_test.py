@@ -3,8 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
+import pytest
 
 from deeplab_jax import losses
+from deeplab_jax.models import resize
 
 
 def _numpy_loss(logits, labels):
@@ -48,8 +51,37 @@ def test_all_void_gives_zero_loss():
 def test_shrunk_labels_mode_uses_nearest_labels_at_logit_size():
   rng = np.random.default_rng(2)
   logits = rng.normal(size=(1, 3, 4, 3)).astype(np.float32)
-  labels = rng.integers(0, 3, size=(1, 24, 32)).astype(np.int32)
-  loss, count = losses.segmentation_loss(logits, labels, upsample_logits=False)
+  labels = rng.integers(0, 3, size=(1, 17, 25)).astype(np.int32)
+  loss, count = losses.segmentation_loss(logits, labels, upsample_logits=False,
+                                         align_corners=True)
   expected = _numpy_loss(logits, labels[:, ::8, ::8])
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
   assert count == 12
+
+
+@pytest.mark.parametrize('in_size, out_size, stride', [(321, 41, 8), (321, 21, 16), (241, 31, 8),
+                                                       (513, 65, 8), (161, 21, 8)])
+def test_caffe_label_shrink_reads_the_pixels_under_the_score_cells(in_size, out_size, stride):
+  # With corners aligned (Caffe's Interp, the VOC configs) output cell i of an
+  # output-stride-8 map sits on input pixel 8 i of a 8k+1 crop: the shrunk
+  # labels are those pixels, at every scale the MSC losses use.
+  labels = np.arange(in_size * 3, dtype=np.int32).reshape(1, in_size, 3) % 251
+  shrunk = resize.resize_nearest_labels(labels, (out_size, 3), align_corners=True)
+  np.testing.assert_array_equal(shrunk, labels[:, ::stride])
+
+
+def test_caffe_label_shrink_rounds_to_the_nearest_pixel():
+  # 321 -> 31 (the 0.75 branch's map against the full crop): output i sits on
+  # input i * 320 / 30, rounded.
+  rows = resize.nearest_source_indices(321, 31, align_corners=True)
+  np.testing.assert_array_equal(rows, np.floor(np.arange(31) * 320 / 30 + 0.5).astype(int))
+  assert rows[0] == 0 and rows[-1] == 320
+
+
+@pytest.mark.parametrize('in_size, out_size', [(321, 41), (321, 31), (24, 3), (500, 63), (7, 7)])
+def test_half_pixel_label_shrink_equals_pil_nearest(in_size, out_size):
+  # align_corners=False: the PyTorch port shrinks labels with PIL's NEAREST.
+  labels = (np.arange(in_size * in_size).reshape(in_size, in_size) % 251).astype(np.uint8)
+  pil = np.asarray(Image.fromarray(labels).resize((out_size, out_size), Image.NEAREST))
+  ours = resize.resize_nearest_labels(labels[None], (out_size, out_size), align_corners=False)
+  np.testing.assert_array_equal(ours[0], pil)

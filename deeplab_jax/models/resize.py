@@ -78,10 +78,33 @@ def resize_by_scale(x_BxHxWxC, scale, align_corners=False):
                          None if align_corners else 1.0 / scale)
 
 
-def resize_nearest_labels(labels_BxHxW, size):
-  """Nearest-neighbour label shrinking (source index floor(i * in / out))."""
+def nearest_source_indices(in_size, out_size, align_corners=False):
+  """For each of `out_size` output positions, the input index nearest-
+  neighbour shrinking (or growing) reads, with the same grid as the bilinear
+  resize of the logits:
+
+  align_corners=True (Caffe's `Interp`, corners aligned): output i sits on
+  input i (in - 1) / (out - 1), rounded; 321 -> 41 reads every 8th pixel,
+  0, 8, ..., 320, where output cell i of an output-stride-8 network sits.
+  False (half-pixel centres, as PIL's and OpenCV's NEAREST, which the PyTorch
+  port uses for its labels): floor((i + 0.5) in / out).
+  """
+  out = np.arange(out_size)
+  if align_corners:
+    if out_size == 1:
+      return np.zeros(1, np.int64)
+    # Exact rational rounding, half up: floor((2 i (in-1) + (out-1)) / (2 (out-1))).
+    rows = (2 * out * (in_size - 1) + (out_size - 1)) // (2 * (out_size - 1))
+  else:
+    rows = ((2 * out + 1) * in_size) // (2 * out_size)
+  return np.minimum(rows, in_size - 1)
+
+
+def resize_nearest_labels(labels_BxHxW, size, align_corners=False):
+  """Nearest-neighbour label resizing on the logits' grid
+  (`nearest_source_indices`), as the paper shrinks labels to the score map."""
   _, h, w = labels_BxHxW.shape
   out_h, out_w = size
-  rows = np.minimum((np.arange(out_h) * h) // out_h, h - 1)
-  cols = np.minimum((np.arange(out_w) * w) // out_w, w - 1)
+  rows = nearest_source_indices(h, out_h, align_corners)
+  cols = nearest_source_indices(w, out_w, align_corners)
   return labels_BxHxW[:, rows][:, :, cols]
