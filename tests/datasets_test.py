@@ -7,12 +7,16 @@ per-process shards split the data, bad configs are clear errors.
 """
 
 import hashlib
+import io
 import os
 
 import jax
 import ml_collections
 import numpy as np
+from PIL import Image
 import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from configs import cityscapes_aspp
 from configs import shapes as shapes_config
@@ -171,6 +175,16 @@ def test_cityscapes_missing_zips_name_them(tmp_path):
     input_pipeline.get_builder(config.dataset)
 
 
+def _folder_config(folder, tmp_path):
+  config = shapes_config.get_config('tiny')
+  config.dataset = ml_collections.ConfigDict({
+      'name': 'segmentation_folder', 'builder_config': folder.name,
+      'folder': str(folder), 'data_dir': str(tmp_path / 'tfds'),
+      'train_split': 'train', 'eval_split': 'val', 'num_classes': 3,
+      'class_names': ('background', 'cat', 'dog'), 'ignore_label': 255})
+  return config
+
+
 def test_folder_dataset_through_the_config(tmp_path):
   folder = tmp_path / 'my_data'
   for sub in ('images', 'masks', 'splits'):
@@ -182,12 +196,7 @@ def test_folder_dataset_through_the_config(tmp_path):
     (folder / 'masks' / f'img{i}.png').write_bytes(files.encode_index_png(label))
   (folder / 'splits' / 'train.txt').write_text('img0\nimg1\nimg2\n')
   (folder / 'splits' / 'val.txt').write_text('img3\n')
-  config = shapes_config.get_config('tiny')
-  config.dataset = ml_collections.ConfigDict({
-      'name': 'segmentation_folder', 'builder_config': 'my_data',
-      'folder': str(folder), 'data_dir': str(tmp_path / 'tfds'),
-      'train_split': 'train', 'eval_split': 'val', 'num_classes': 3,
-      'class_names': ('background', 'cat', 'dog'), 'ignore_label': 255})
+  config = _folder_config(folder, tmp_path)
   builder = input_pipeline.get_builder(config.dataset)
   assert builder.info.splits['train'].num_examples == 3
   batch = next(iter(input_pipeline.train_iterator(config, builder, 2)))
@@ -199,3 +208,50 @@ def test_folder_dataset_through_the_config(tmp_path):
   config.dataset.folder = ''
   with pytest.raises(UserError, match='dataset.folder'):
     input_pipeline.get_builder(config.dataset)
+
+
+def test_pipelines_decode_jpegs_as_pil_and_opencv_do(tmp_path):
+  # Caffe's data layer (OpenCV), PIL (predict.py) and the PyTorch port read
+  # JPEGs with libjpeg's accurate IDCT; TF's default fast IDCT is a few levels
+  # off on textured images. Train and eval batches carry PIL's pixels.
+  folder = tmp_path / 'textured'
+  for sub in ('images', 'masks', 'splits'):
+    (folder / sub).mkdir(parents=True)
+  rng = np.random.default_rng(5)
+  names = {'rgb': 'rgb.jpg', 'grey': 'grey.jpg', 'png': 'png.png', 'rgb2': 'rgb2.jpg'}
+  expected = {}
+  for i, (image_id, file_name) in enumerate(names.items()):
+    h, w = 30 + 4 * i, 40 - 2 * i
+    ramp = np.linspace(0, 200, w)[None, :, None] + np.linspace(0, 50, h)[:, None, None]
+    image = np.clip(ramp + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    if image_id == 'grey':
+      Image.fromarray(image[..., 0]).save(buffer, format='JPEG', quality=80)
+    else:
+      Image.fromarray(image).save(buffer, format='PNG' if image_id == 'png' else 'JPEG',
+                                  quality=80)
+    data = buffer.getvalue()
+    (folder / 'images' / file_name).write_bytes(data)
+    label = rng.integers(0, 3, (h, w)).astype(np.uint8)
+    (folder / 'masks' / f'{image_id}.png').write_bytes(files.encode_index_png(label))
+    expected[image_id] = files.read_image(data, file_name)
+    if image_id == 'rgb':  # The fixture tells the two IDCTs apart.
+      fast = tf.io.decode_jpeg(data, channels=3).numpy()
+      assert (fast != expected[image_id]).mean() > 0.1
+  (folder / 'splits' / 'train.txt').write_text('rgb\ngrey\npng\nrgb2\n')
+  (folder / 'splits' / 'val.txt').write_text('rgb\ngrey\npng\nrgb2\n')
+  config = _folder_config(folder, tmp_path)
+  builder = input_pipeline.get_builder(config.dataset)
+  order = [ex['image_id'].decode() for ex in tfds.as_numpy(
+      builder.as_dataset(split='val', shuffle_files=False))]
+  batches = list(input_pipeline.eval_iterator(config, builder, 'val', 4))
+  assert len(batches) == 1
+  for image_id, image, (h, w) in zip(order, batches[0]['image'], batches[0]['size']):
+    np.testing.assert_array_equal(image[:h, :w], expected[image_id], err_msg=image_id)
+  # Training decodes the same way whether it caches decoded images or not.
+  streams = []
+  for cache in (True, False):
+    config.input.cache = cache
+    streams.append(next(iter(input_pipeline.train_iterator(config, builder, 4))))
+  for key in ('image', 'label'):
+    np.testing.assert_array_equal(streams[0][key], streams[1][key])

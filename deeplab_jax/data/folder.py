@@ -29,10 +29,9 @@ Images are stored as they are (the JPEG or PNG bytes of the file: no second
 JPEG compression, formats may be mixed; decoding recognises the format from
 the bytes). Only images TF might decode differently from the check here
 (anything but 8-bit RGB or greyscale JPEG/PNG: palette, RGBA, CMYK, 16-bit)
-are stored as PNGs of their RGB pixels. TF decodes JPEGs with a fast IDCT
-that can be a few levels off other decoders; read with
-`decoders={'image': tfds.decode.SkipDecoding()}` and
-`tf.io.decode_jpeg(..., dct_method='INTEGER_ACCURATE')` for PIL's pixels.
+are stored as PNGs of their RGB pixels. TFDS's own decoding uses TF's fast
+JPEG IDCT, a few levels off other decoders; the training and eval pipelines
+skip it and decode with `input_pipeline.decode_image` (PIL's pixels).
 Masks are stored as greyscale PNGs of their indices (TF would decode a
 palette PNG to colours).
 

@@ -10,6 +10,11 @@ random crop -> random horizontal flip, drawn once and applied in one pass that
 computes only the crop. Labels are resized by nearest only.
 Eval: each image padded to `eval_size` (a square or height x width) with a validity mask; its original size
 is kept so predictions can be cropped back and padding never counts.
+
+Images are read with TFDS's decoding skipped and decoded here
+(`decode_image`): JPEGs with the accurate integer IDCT, the pixels OpenCV
+(Caffe's data layer), PIL (predict.py) and the PyTorch port see; TF's default
+fast IDCT is off by up to a few levels on most pixels.
 """
 
 from __future__ import annotations
@@ -45,8 +50,30 @@ def pad_colour(model_config):
   return mean[::-1] if model_config.channel_order == 'bgr' else mean
 
 
+def decode_image(data):
+  """uint8 HxWx3 from encoded image bytes (a scalar tf.string).
+
+  JPEGs with the accurate integer IDCT (`dct_method='INTEGER_ACCURATE'`),
+  pixel for pixel what libjpeg gives OpenCV and PIL; other formats (PNG,
+  ...) by `tf.io.decode_image`. Greyscale becomes RGB.
+  """
+  image = tf.cond(
+      tf.io.is_jpeg(data),
+      lambda: tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'),
+      lambda: tf.io.decode_image(data, channels=3, expand_animations=False))
+  image.set_shape([None, None, 3])
+  return image
+
+
+def skip_image_decoding(features: datasets.Features):
+  """`as_dataset(decoders=...)` that leaves the image encoded for `decoder`."""
+  return {features.image: tfds.decode.SkipDecoding()}
+
+
 def decoder(features: datasets.Features):
-  """`example -> {'image': uint8 HxWx3, 'label': int32 HxWx1}` for a dataset.
+  """`example -> {'image': uint8 HxWx3, 'label': int32 HxWx1}` for a dataset
+  read with `skip_image_decoding(features)` (the image still encoded bytes,
+  decoded by `decode_image`; the label decoded by TFDS).
 
   Stored label values go through `features.label_table` when there is one
   (Cityscapes: label ids -> train ids, the rest 255).
@@ -59,7 +86,7 @@ def decoder(features: datasets.Features):
     label = tf.cast(example[features.label], tf.int32)
     if table is not None:
       label = tf.gather(table, label)
-    return {'image': example[features.image], 'label': label}
+    return {'image': decode_image(example[features.image]), 'label': label}
 
   return decode
 
@@ -193,17 +220,21 @@ def train_iterator(config, builder, local_batch_size, start_step=0,
   split = tfds.split_for_jax_process(config.dataset.train_split,
                                      process_index=index, process_count=count)
   features = datasets.features(config.dataset)
-  keys = (features.image, features.label)
+  decode = decoder(features)
   if config.input.cache:  # Decoded once, kept in memory, skipped decoded.
-    ds = builder.as_dataset(split=split, shuffle_files=False)
-    ds = ds.map(lambda ex: {k: ex[k] for k in keys}).cache()
-    decode_raw = None
+    ds = builder.as_dataset(split=split, shuffle_files=False,
+                            decoders=skip_image_decoding(features))
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    decode_late = None
   else:  # Encoded bytes until after the skip.
+    keys = (features.image, features.label)
     skip = {k: tfds.decode.SkipDecoding() for k in keys}
     ds = builder.as_dataset(split=split, shuffle_files=False, decoders=skip)
     ds = ds.map(lambda ex: {k: ex[k] for k in keys})
-    decode_raw = lambda ex: {k: builder.info.features[k].decode_example(ex[k])
-                             for k in keys}
+    label_feature = builder.info.features[features.label]
+    decode_late = lambda ex: decode({
+        features.image: ex[features.image],
+        features.label: label_feature.decode_example(ex[features.label])})
   epoch_size = builder.info.splits[split].num_examples
   if epoch_size == 0:
     raise UserError(f'the training split {split!r} of {builder.info.name} is '
@@ -220,13 +251,12 @@ def train_iterator(config, builder, local_batch_size, start_step=0,
   ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
   ds = tf.data.Dataset.zip(tf.data.Dataset.range(position, 2**62), ds)
   mean = pad_colour(config.model)
-  decode = decoder(features)
 
   def preprocess(position, example):
-    if decode_raw is not None:
-      example = decode_raw(example)
+    if decode_late is not None:
+      example = decode_late(example)
     seed = tf.stack([tf.constant(process_seed, tf.int64), position])
-    return train_preprocess(decode(example), seed, config.input, mean)
+    return train_preprocess(example, seed, config.input, mean)
 
   ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(local_batch_size, drop_remainder=True)
@@ -259,11 +289,13 @@ def eval_iterator(config, builder, split, local_batch_size):
   width), 'id' bytes B (the dataset's `image_id`; b'' for padding examples).
   """
   check_split(builder, split)
-  ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False)
+  features = datasets.features(config.dataset)
+  ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False,
+                          decoders=skip_image_decoding(features))
   mean = pad_colour(config.model)
   size = config.input.eval_size
   height, width = eval_hw(size)
-  decode = decoder(datasets.features(config.dataset))
+  decode = decoder(features)
   has_id = ID_FEATURE in builder.info.features
 
   def preprocess(example):
