@@ -91,6 +91,7 @@ def get_config(variant=None):
   config.optim.warmup_steps = 20  # Linear warm-up (paper: 0).
   config.optim.momentum = 0.9
   config.optim.weight_decay = 1e-4  # On conv kernels only (paper: 5e-4).
+  config.optim.backbone_bias_lr_mult = 1.0  # Paper (Caffe): 2 for the other convs' biases.
   config.optim.classifier_kernel_lr_mult = 1.0  # Paper: 10 for the last layer's weights.
   config.optim.classifier_bias_lr_mult = 1.0  # Paper: 20 for its biases.
 

@@ -98,6 +98,7 @@ def get_config(variant=None):
   config.optim.warmup_steps = 0
   config.optim.momentum = 0.9
   config.optim.weight_decay = 5e-4  # On conv kernels only.
+  config.optim.backbone_bias_lr_mult = 2.0  # Other conv biases at 2x, as Caffe's lr_mult: 2.
   config.optim.classifier_kernel_lr_mult = 10.0  # fc8 weights at 10x.
   config.optim.classifier_bias_lr_mult = 20.0  # fc8 biases at 20x.
 

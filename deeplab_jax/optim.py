@@ -1,11 +1,14 @@
 """SGD with momentum, poly learning-rate decay and DeepLab's per-group rates.
 
-Parameter groups (labels): `backbone`, `classifier_kernel`, `classifier_bias`;
-the classifier is every module named `*classifier*` (the layers the paper
-trains at 10x / 20x the base rate: VGG's fc8, every ResNet ASPP branch). With
-frozen BatchNorm its scale and offset (modules named `bn`) form a `frozen`
-group that is never updated and holds no optimizer state. Weight decay applies
-to conv kernels only.
+Parameter groups (labels): `backbone`, `backbone_bias`, `classifier_kernel`,
+`classifier_bias`; the classifier is every module named `*classifier*` (the
+layers the paper trains at 10x / 20x the base rate: VGG's fc8, every ResNet
+ASPP branch). `backbone_bias` is every other conv's bias, which Caffe's
+prototxts train at 2x (`lr_mult: 1` weights, `lr_mult: 2` biases: VGG's
+conv1_1 to fc7; ResNet's convs have none). BatchNorm's scale and offset
+(modules named `bn`) stay `backbone`, or with frozen BatchNorm form a `frozen`
+group that is never updated and holds no optimizer state. Weight decay
+applies to conv kernels only (Caffe's `decay_mult: 0` on biases).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-GROUPS = ('backbone', 'classifier_kernel', 'classifier_bias', 'frozen')
+GROUPS = ('backbone', 'backbone_bias', 'classifier_kernel', 'classifier_bias', 'frozen')
 
 
 def poly_schedule(base_lr, num_steps, power=0.9, warmup_steps=0):
@@ -32,10 +35,13 @@ def param_labels(params, frozen_batch_norm=False):
   """A tree like `params` with each leaf's group name."""
   def label(path, _):
     names = [str(getattr(k, 'key', k)) for k in path]
-    if frozen_batch_norm and 'bn' in names[:-1]:
+    batch_norm = 'bn' in names[:-1]
+    if frozen_batch_norm and batch_norm:
       return 'frozen'
     if any('classifier' in n for n in names[:-1]):
       return 'classifier_bias' if names[-1] == 'bias' else 'classifier_kernel'
+    if names[-1] == 'bias' and not batch_norm:
+      return 'backbone_bias'
     return 'backbone'
   return jax.tree_util.tree_map_with_path(label, params)
 
@@ -54,6 +60,7 @@ def create_optimizer(optim_config, num_steps, frozen_batch_norm=False):
   schedule = poly_schedule(optim_config.base_lr, num_steps, optim_config.power,
                            optim_config.warmup_steps)
   mults = {'backbone': 1.0,
+           'backbone_bias': optim_config.backbone_bias_lr_mult,
            'classifier_kernel': optim_config.classifier_kernel_lr_mult,
            'classifier_bias': optim_config.classifier_bias_lr_mult}
   groups = {

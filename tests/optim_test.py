@@ -26,7 +26,8 @@ def test_warmup_ramps_linearly_then_follows_poly():
 
 
 PARAMS = {
-    'trunk': {'conv': {'kernel': jnp.ones((3, 3, 2, 2)), 'bias': jnp.ones(2)}},
+    'trunk': {'conv': {'kernel': jnp.ones((3, 3, 2, 2)), 'bias': jnp.ones(2)},
+              'bn': {'scale': jnp.ones(2), 'bias': jnp.ones(2)}},
     'head': {'branch0_classifier': {'kernel': jnp.ones((1, 1, 2, 3)),
                                     'bias': jnp.ones(3)}},
 }
@@ -34,14 +35,18 @@ PARAMS = {
 
 def test_param_labels():
   labels = optim.param_labels(PARAMS)
-  assert labels['trunk']['conv'] == {'kernel': 'backbone', 'bias': 'backbone'}
+  assert labels['trunk']['conv'] == {'kernel': 'backbone', 'bias': 'backbone_bias'}
+  assert labels['trunk']['bn'] == {'scale': 'backbone', 'bias': 'backbone'}
+  frozen = optim.param_labels(PARAMS, frozen_batch_norm=True)
+  assert frozen['trunk']['bn'] == {'scale': 'frozen', 'bias': 'frozen'}
+  assert frozen['trunk']['conv'] == labels['trunk']['conv']
   assert labels['head']['branch0_classifier'] == {
       'kernel': 'classifier_kernel', 'bias': 'classifier_bias'}
 
 
 def _config(**kw):
   cfg = dict(base_lr=0.1, power=0.9, warmup_steps=0, momentum=0.9,
-             weight_decay=0.0, classifier_kernel_lr_mult=10.0,
+             weight_decay=0.0, backbone_bias_lr_mult=2.0, classifier_kernel_lr_mult=10.0,
              classifier_bias_lr_mult=20.0)
   cfg.update(kw)
   return ml_collections.ConfigDict(cfg)
@@ -52,7 +57,9 @@ def test_learning_rate_multipliers_per_group():
   grads = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
   updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
   np.testing.assert_allclose(updates['trunk']['conv']['kernel'], -0.1)
-  np.testing.assert_allclose(updates['trunk']['conv']['bias'], -0.1)
+  np.testing.assert_allclose(updates['trunk']['conv']['bias'], -0.2)
+  np.testing.assert_allclose(updates['trunk']['bn']['scale'], -0.1)
+  np.testing.assert_allclose(updates['trunk']['bn']['bias'], -0.1)
   np.testing.assert_allclose(updates['head']['branch0_classifier']['kernel'], -1.0)
   np.testing.assert_allclose(updates['head']['branch0_classifier']['bias'], -2.0)
 
