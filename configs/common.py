@@ -20,7 +20,8 @@ def evaluation():
   e.mode = 'whole'  # 'whole': each image padded to input.eval_size, one pass; 'sliding': windows.
   e.window = (513, 513)  # mode 'sliding': window (height, width), pixels.
   e.stride = (342, 342)  # mode 'sliding': step between windows; overlapping logits averaged.
-  e.scales = (1.0,)  # Test-time scales, logits averaged (paper MSC eval: 0.5, 0.75, 1.0, 1.25, 1.5).
+  e.scales = (1.0,)  # Test-time scales, logits averaged (not the paper's protocol: its MSC
+  # is model.input_scales = 1, 0.75, 0.5 inside the network, max-fused; more scales add on top).
   e.flip = False  # Also infer the mirrored image and average.
   # Dense CRF after the network (config.crf): scores before AND after in one run.
   e.crf = False  # evaluate.py --crf sets it.
@@ -33,7 +34,7 @@ def evaluation():
   # (label changes; for ground truth whose void marks regions, e.g. Cityscapes)
   # or 'auto' (void if an image has any, else edges).
   e.trimap_boundary = 'auto'
-  # What is written to <output_dir> (default <workdir>/eval_<split>_<step>).
+  # What is written to <output_dir> (default <workdir>/eval/<split>_step<step>).
   e.num_overlays = 8  # Colour overlays (image | prediction | ground truth) of the first N images.
   e.save_predictions = False  # Every prediction as a VOC palette PNG (test-server format).
   e.save_logits = 0  # Save the first N images' logits (float16, image size) for CRF re-runs; -1 = all.

@@ -4,7 +4,7 @@
         --input photos/ --output masks/ [--crf]
 
 Each image (JPEG, PNG, BMP, ...; any size) is padded with the model's mean
-colour to a multiple of `_BUCKET` pixels per side (a handful of compiled
+colour to a bucketed size per side (`padded_side`: a handful of compiled
 sizes, not one per image), inferred as `config.eval` says (whole or sliding
 windows, test-time scales, flip), its logits cropped back to the image and,
 with `crf`, refined by the dense CRF (`config.crf`, backend
@@ -29,7 +29,18 @@ from deeplab_jax.data import files
 from deeplab_jax.errors import UserError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
-_BUCKET = 64  # Images are padded up to multiples of this: few compilations.
+_BUCKET = 64  # Padded sides step by this: few compilations.
+
+
+def padded_side(n, align_corners):
+  """The side an image side n is padded to: with corners aligned (Caffe's
+  convention) the next 64 k + 1, so that the output-stride-8 score map's
+  last cell lies on the last padded pixel, as at evaluation's 513 (a side of
+  64 k would stretch the upsampled scores by up to a pixel); otherwise the
+  next multiple of 64."""
+  if align_corners:
+    return -(-max(n - 1, 1) // _BUCKET) * _BUCKET + 1
+  return -(-n // _BUCKET) * _BUCKET
 
 
 def find_images(inputs) -> list[str]:
@@ -88,7 +99,8 @@ class Predictor:
 
   def __call__(self, image_HxWx3):
     h, w = image_HxWx3.shape[:2]
-    ph, pw = (-(-h // _BUCKET) * _BUCKET, -(-w // _BUCKET) * _BUCKET)
+    align = self.config.model.align_corners
+    ph, pw = padded_side(h, align), padded_side(w, align)
     padded = np.empty((1, ph, pw, 3), np.float32)
     padded[:] = self.pad_value
     padded[0, :h, :w] = image_HxWx3

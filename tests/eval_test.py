@@ -286,3 +286,13 @@ def test_evaluation_during_training_scores_before_and_after_the_crf(
   assert len(summaries) == 2
   for summary in summaries:
     assert 0 <= summary['crf']['mean_iou'] <= 1 and summary['num_images'] == 8
+
+
+@pytest.mark.parametrize('align_corners, sides', [
+    (True, {1: 65, 64: 65, 65: 65, 66: 129, 375: 385, 500: 513, 513: 513}),
+    (False, {1: 64, 64: 64, 65: 128, 500: 512, 513: 576})])
+def test_predict_pads_to_sizes_on_the_score_grid(align_corners, sides):
+  # Corners aligned: 64 k + 1, so the stride-8 map's last cell is the last
+  # pixel (as evaluation's 513); otherwise multiples of 64 (and of 8).
+  for n, padded in sides.items():
+    assert predict_lib.padded_side(n, align_corners) == padded, n
