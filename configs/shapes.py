@@ -98,6 +98,9 @@ def get_config(variant=None):
   config.loss = ml_collections.ConfigDict()
   config.loss.upsample_logits = True  # True: logits upsampled to the label size;
   # False: labels shrunk (nearest) to the logits' size, as the paper trains.
+  # 'batch': one mean over the batch's valid pixels; 'image': each image's
+  # mean, averaged over images (Caffe's batch 1 x iter_size; the VOC configs).
+  config.loss.normalize = 'batch'
 
   config.batch_size = 8  # Global batch, split over all devices.
   # Micro-batches per update (the paper's iter_size: Caffe 1 x 10, the PyTorch

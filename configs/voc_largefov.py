@@ -104,6 +104,10 @@ def get_config(variant=None):
 
   config.loss = ml_collections.ConfigDict()
   config.loss.upsample_logits = False  # Labels shrunk (nearest) to the score map, as the paper.
+  # 'image': each image's mean over its valid pixels, averaged over the batch
+  # (Caffe's batch 1 x iter_size 10, the paper's); 'batch': one mean over the
+  # batch's valid pixels (the PyTorch port's, per micro-batch of 5).
+  config.loss.normalize = 'image'
 
   config.batch_size = 10  # Global batch, split over all devices.
   # Micro-batches per update (the paper's iter_size: Caffe 1 x 10, the PyTorch

@@ -8,9 +8,18 @@ import jax.numpy as jnp
 from deeplab_jax.models.resize import resize_bilinear, resize_nearest_labels
 
 
-def softmax_cross_entropy(logits_BxHxWxC, labels_BxHxW, ignore_label=255):
+NORMALIZE = ('batch', 'image')
+
+
+def softmax_cross_entropy(logits_BxHxWxC, labels_BxHxW, ignore_label=255,
+                          normalize='batch'):
   """Mean cross-entropy over the pixels whose label is not `ignore_label`.
 
+  normalize='batch': the mean over the whole batch's valid pixels; 'image':
+  each image's mean over its own valid pixels, averaged over the batch's
+  images (Caffe's SoftmaxWithLoss at batch 1 with iter_size: an image
+  scaled down to a fraction of the crop weighs as much as a full one; an
+  image with no valid pixel adds 0).
   Returns (loss, number of valid pixels); the loss is 0 when none is valid.
   """
   logits = logits_BxHxWxC.astype(jnp.float32)
@@ -19,16 +28,22 @@ def softmax_cross_entropy(logits_BxHxWxC, labels_BxHxW, ignore_label=255):
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   nll = -jnp.take_along_axis(log_probs, safe_labels[..., None], axis=-1)[..., 0]
   count = valid.sum()
-  loss = jnp.where(valid, nll, 0.0).sum() / jnp.maximum(count, 1)
-  return loss, count
+  nll = jnp.where(valid, nll, 0.0)
+  if normalize == 'batch':
+    return nll.sum() / jnp.maximum(count, 1), count
+  if normalize == 'image':
+    per_image_B = nll.sum((1, 2)) / jnp.maximum(valid.sum((1, 2)), 1)
+    return per_image_B.mean(), count
+  raise ValueError(f'loss normalize {normalize!r} is not one of {NORMALIZE}')
 
 
 def segmentation_loss(logits_BxhxwxC, labels_BxHxW, upsample_logits,
-                      align_corners=False, ignore_label=255):
+                      align_corners=False, ignore_label=255, normalize='batch'):
   """Loss between output-stride-8 logits and full-size labels.
 
   `upsample_logits=True` resizes the logits bilinearly to the labels' size;
   False shrinks the labels by nearest to the logits' size (the paper's way).
+  `normalize`: see `softmax_cross_entropy`.
   """
   label_size = labels_BxHxW.shape[1:3]
   if upsample_logits:
@@ -38,11 +53,11 @@ def segmentation_loss(logits_BxhxwxC, labels_BxHxW, upsample_logits,
   else:
     logits = logits_BxhxwxC
     labels = resize_nearest_labels(labels_BxHxW, logits.shape[1:3], align_corners)
-  return softmax_cross_entropy(logits, labels, ignore_label)
+  return softmax_cross_entropy(logits, labels, ignore_label, normalize)
 
 
 def total_loss(outputs, labels_BxHxW, upsample_logits, align_corners=False,
-               ignore_label=255):
+               ignore_label=255, normalize='batch'):
   """`segmentation_loss` of one logits map, or the SUM over a list of maps.
 
   Multi-scale (MSC) models return [each scale's map..., fused map] in
@@ -52,5 +67,5 @@ def total_loss(outputs, labels_BxHxW, upsample_logits, align_corners=False,
   if not isinstance(outputs, (list, tuple)):
     outputs = [outputs]
   terms = [segmentation_loss(o, labels_BxHxW, upsample_logits, align_corners,
-                             ignore_label) for o in outputs]
+                             ignore_label, normalize) for o in outputs]
   return sum(loss for loss, _ in terms), terms[0][1]

@@ -117,7 +117,8 @@ def make_train_step(config, model, tx, schedule, mesh):
   `config.grad_accum_steps` K > 1 the batch is processed as K micro-batches
   of batch_size / K (a `lax.scan`: activations for one micro-batch at a
   time) and their gradients summed, each micro-batch's loss weighted by its
-  share of the batch's valid pixels, so loss and gradients equal the whole
+  share of the batch's valid pixels (of its images, 1 / K, with
+  `loss.normalize='image'`), so loss and gradients equal the whole
   batch's (up to float summation order). Not equal with BatchNorm in 'train'
   mode: its statistics are each micro-batch's, and its moving averages
   advance once per micro-batch (as Caffe's iter_size does); dropout masks
@@ -129,6 +130,9 @@ def make_train_step(config, model, tx, schedule, mesh):
   """
   base_rng = jax.random.key(config.seed + 1)
   accum = config.get('grad_accum_steps', 1)
+  normalize = config.loss.get('normalize', 'batch')
+  if normalize not in losses.NORMALIZE:
+    raise UserError(f'loss.normalize={normalize!r} is not one of {losses.NORMALIZE}')
   check_grad_accum(config, mesh)
 
   def forward(params, batch_stats, images, rng):
@@ -141,7 +145,7 @@ def make_train_step(config, model, tx, schedule, mesh):
       logits, updates = forward(params, state.batch_stats, batch['image'], rng)
       loss, num_valid = losses.total_loss(
           logits, batch['label'], config.loss.upsample_logits,
-          config.model.align_corners, config.dataset.ignore_label)
+          config.model.align_corners, config.dataset.ignore_label, normalize)
       return loss, (updates.get('batch_stats', {}), num_valid)
 
     (loss, (batch_stats, num_valid)), grads = jax.value_and_grad(
@@ -167,8 +171,10 @@ def make_train_step(config, model, tx, schedule, mesh):
       for out, total in zip(outputs, totals):
         mean, count = losses.segmentation_loss(
             out, labels, config.loss.upsample_logits, config.model.align_corners,
-            config.dataset.ignore_label)
-        loss = loss + mean * (count / jnp.maximum(total, 1))
+            config.dataset.ignore_label, normalize)
+        # The micro-batch's share: of the valid pixels, or of the images.
+        share = count / jnp.maximum(total, 1) if normalize == 'batch' else 1.0 / accum
+        loss = loss + mean * share
       return loss, updates.get('batch_stats', batch_stats)
 
     def body(carry, xs):

@@ -85,3 +85,22 @@ def test_half_pixel_label_shrink_equals_pil_nearest(in_size, out_size):
   pil = np.asarray(Image.fromarray(labels).resize((out_size, out_size), Image.NEAREST))
   ours = resize.resize_nearest_labels(labels[None], (out_size, out_size), align_corners=False)
   np.testing.assert_array_equal(ours[0], pil)
+
+
+def test_per_image_normalisation_averages_each_images_own_mean():
+  # Caffe's SoftmaxWithLoss at batch 1 x iter_size: each image's mean over its
+  # own valid pixels, then the mean over images (an all-void image adds 0).
+  rng = np.random.default_rng(4)
+  logits = rng.normal(size=(3, 6, 5, 4)).astype(np.float32) * 2
+  labels = rng.integers(0, 4, size=(3, 6, 5)).astype(np.int32)
+  labels[0, :4] = 255  # Few valid pixels in image 0.
+  labels[2] = 255  # None in image 2.
+  loss, count = losses.softmax_cross_entropy(jnp.asarray(logits), jnp.asarray(labels),
+                                             normalize='image')
+  expected = (_numpy_loss(logits[:1], labels[:1]) + _numpy_loss(logits[1:2], labels[1:2])) / 3
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  assert count == 10 + 30
+  by_batch, _ = losses.softmax_cross_entropy(jnp.asarray(logits), jnp.asarray(labels))
+  assert abs(float(by_batch) - float(loss)) > 1e-3
+  with pytest.raises(ValueError, match='normalize'):
+    losses.softmax_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), normalize='pixel')
