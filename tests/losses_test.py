@@ -104,3 +104,11 @@ def test_per_image_normalisation_averages_each_images_own_mean():
   assert abs(float(by_batch) - float(loss)) > 1e-3
   with pytest.raises(ValueError, match='normalize'):
     losses.softmax_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), normalize='pixel')
+
+
+@pytest.mark.parametrize('size, scale, expected', [
+    (321, 0.75, 241), (513, 0.75, 385), (324, 0.75, 241), (325, 0.75, 244),
+    (321, 0.5, 161), (324, 0.5, 162), (41, 1.5, 61), (41, 2.0, 81), (321, 1.0, 321)])
+def test_caffe_interp_sizes(size, scale, expected):
+  # Caffe's Interp: shrink_factor then zoom_factor, ((n - 1) // s) * z + 1.
+  assert resize.scaled_size(size, scale, align_corners=True) == expected

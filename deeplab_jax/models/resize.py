@@ -10,6 +10,7 @@ small dense contractions: exact, fast on every backend, never antialiased.
 
 from __future__ import annotations
 
+import fractions
 import functools
 
 import jax.numpy as jnp
@@ -56,9 +57,16 @@ def resize_bilinear(x_BxHxWxC, size, align_corners=False, step=None):
 
 
 def scaled_size(size, scale, align_corners):
-  """A side's length after resizing by `scale` (see `resize_by_scale`)."""
+  """A side's length after resizing by `scale` (see `resize_by_scale`).
+
+  align_corners=True is Caffe's `Interp` with scale = zoom_factor /
+  shrink_factor (0.75 = 3 / 4, 0.5 = 1 / 2): shrink, then zoom, each corner-
+  aligned, ((n - 1) // shrink) * zoom + 1. 321 -> 241 and 513 -> 385 at
+  0.75, as floor((n - 1) s) + 1 gives too, but 324 -> 241 where that gives 243.
+  """
   if align_corners:
-    return int(np.floor((size - 1) * scale + 1e-9)) + 1
+    ratio = fractions.Fraction(scale).limit_denominator(64)
+    return (size - 1) // ratio.denominator * ratio.numerator + 1
   return int(np.floor(size * scale + 1e-9))
 
 
@@ -66,7 +74,7 @@ def resize_by_scale(x_BxHxWxC, scale, align_corners=False):
   """Resizes by a factor, the way the two reference implementations do.
 
   align_corners=True (Caffe's `Interp` with shrink/zoom factors): a side n
-  becomes floor((n - 1) * scale) + 1, corners aligned (321 -> 241 at 0.75).
+  becomes ((n - 1) // shrink) * zoom + 1, corners aligned (321 -> 241 at 0.75).
   False (PyTorch's `interpolate(scale_factor=scale)`): floor(n * scale), the
   source sampled every 1 / scale pixels (321 -> 240 at 0.75).
   """
