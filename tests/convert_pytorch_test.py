@@ -351,7 +351,13 @@ def test_input_conventions():
   for key, value in vgg.items():
     config.model[key] = value
   assert pytorch.convention_differences(config, pytorch.VGG16) == []
-  assert pytorch.convention_differences(voc_aspp.get_config(), pytorch.RESNET) == []
+  # The port resizes without corner alignment; voc_aspp is Caffe's convention.
+  config = voc_aspp.get_config()
+  assert pytorch.convention_differences(config, pytorch.RESNET) == [
+      "model.align_corners is True; DeepLab v2 ResNet (PyTorch port, kazuto1011/deeplab-pytorch) "
+      "weights take --config.model.align_corners=False"]
+  config.model.align_corners = False
+  assert pytorch.convention_differences(config, pytorch.RESNET) == []
 
 
 # ------------------------------------------------------------- errors ----

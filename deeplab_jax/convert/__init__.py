@@ -188,13 +188,13 @@ def convention_differences(config, convention: dict, description: str) -> list[s
   out = []
   for field, want in convention.items():
     have = config.model[field]
-    if isinstance(want, str):
-      same, flag = have == want, want
+    if isinstance(want, (str, bool)):
+      same, flag = have == want, str(want)
     else:
       same = len(have) == len(want) and np.allclose(have, want, rtol=0, atol=1e-3)
       flag = ','.join(f'{v:g}' for v in want)
     if not same:
-      shown = have if isinstance(have, str) else tuple(have)
+      shown = have if isinstance(have, (str, bool)) else tuple(have)
       out.append(f'model.{field} is {shown!r}; {description} weights take '
                  f'--config.model.{field}={flag}')
   return out

@@ -95,7 +95,8 @@ _DESCRIPTIONS = {
 }
 _CONVENTIONS = {
     RESNET: {'channel_order': 'bgr', 'pixel_mean': (104.008, 116.669, 122.675),
-             'pixel_std': (1.0, 1.0, 1.0)},
+             'pixel_std': (1.0, 1.0, 1.0),
+             'align_corners': False},  # The port's F.interpolate calls.
     VGG16: {'channel_order': 'rgb', 'pixel_mean': (123.675, 116.28, 103.53),
             'pixel_std': (58.395, 57.12, 57.375)},
 }
