@@ -421,12 +421,21 @@ def test_other_depth_or_trunk_gets_a_hint(resnet, largefov):
                   config)
 
 
-def test_msc_copies_must_equal_the_plain_layers(resnet):
+def test_msc_copies_are_dropped_for_the_plain_layers(resnet, caplog):
   config, variables = resnet
   layers = fake_caffe.layers_from_flax(variables, config, 'deeplab_v2_resnet',
                                        msc_suffixes=('_res075',))
   copy = next(l for l in layers if l.name == 'res2a_branch2a_res075')
-  copy.blobs[0] = copy.blobs[0] + 1
+  copy.blobs[0] = copy.blobs[0] + 0.5  # Differing values: a warning, scale 1's used.
+  with caplog.at_level('WARNING'):
+    converted = caffe.to_flax(layers, config)
+  assert "'res2a_branch2a_res075' differs from 'res2a_branch2a'" in caplog.text
+  assert 'by up to 0.5' in caplog.text
+  plain = caffe.to_flax(fake_caffe.layers_from_flax(variables, config, 'deeplab_v2_resnet'),
+                        config)
+  for a, b in zip(jax.tree_util.tree_leaves(converted), jax.tree_util.tree_leaves(plain)):
+    np.testing.assert_array_equal(a, b)
+  copy.blobs[0] = copy.blobs[0][:1]  # Another shape: not a copy, an error.
   with pytest.raises(UserError, match="'res2a_branch2a_res075' should hold the same weights"):
     caffe.to_flax(layers, config)
 

@@ -61,8 +61,9 @@ Multi-scale (MSC) releases: the v2 MSC prototxt runs the network three times
 with the layers of the 0.75 and 0.5 scales named with suffixes (`conv1_res075`,
 `fc1_voc12_c0_res05`) sharing the scale-1 layers' parameters, so the file
 stores identical copies. The plain names are read; a `<name>_res<digits>`
-layer whose plain-name twin exists must hold the same blobs (else an error)
-and is dropped. This follows from how Caffe writes shared parameters; it is
+layer whose plain-name twin exists must have the same blob shapes (else an
+error) and is dropped; differing values only warn (the scale-1 layer's serve
+every scale, as in the PyTorch port's converter). This follows from how Caffe writes shared parameters; it is
 not checked against the real files here.
 
 Classifier: `allow_classifier_mismatch=True` returns a classifier trained for
@@ -82,6 +83,7 @@ import string
 from typing import Iterable, Sequence
 
 import numpy as np
+from absl import logging
 from google.protobuf import message as protobuf_message
 
 from deeplab_jax.convert import caffe_schema
@@ -394,13 +396,20 @@ def _weight_layers(layers: Iterable[Layer], source) -> dict:
 
 
 def _check_same(kept: Layer, copy: Layer, source):
-  same = len(kept.blobs) == len(copy.blobs) and all(
-      a.shape == b.shape and np.array_equal(a, b) for a, b in zip(kept.blobs, copy.blobs))
-  if not same:
+  """A multi-scale copy must have the kept layer's blob shapes (else an error);
+  differing values are a warning, and the kept (scale-1) layer's are used,
+  as the PyTorch port's converter does (it skips the copies)."""
+  shapes = [b.shape for b in copy.blobs], [b.shape for b in kept.blobs]
+  if shapes[0] != shapes[1]:
     raise UserError(f'{source}: layer {copy.name!r} should hold the same weights as '
-                    f'{kept.name!r} (a multi-scale copy sharing its parameters), but they '
-                    f'differ: shapes {[b.shape for b in copy.blobs]} vs '
-                    f'{[b.shape for b in kept.blobs]}')
+                    f'{kept.name!r} (a multi-scale copy sharing its parameters), but their '
+                    f'shapes differ: {shapes[0]} vs {shapes[1]}')
+  worst = max((float(np.max(np.abs(a - b))) for a, b in zip(kept.blobs, copy.blobs)
+               if a.size), default=0.0)
+  if worst > 0:
+    logging.warning('%s: layer %r differs from %r (a multi-scale copy that should share '
+                    'its parameters) by up to %.3g; using %r\'s, as for every scale',
+                    source, copy.name, kept.name, worst, kept.name)
 
 
 def _classifier_tag(found, pattern, source, what) -> tuple[bool, str | None]:
