@@ -86,7 +86,12 @@ def get_config(variant=None):
   config.model.crf_layer_iterations = 5  # Mean-field steps unrolled in the layer.
 
   config.optim = ml_collections.ConfigDict()
-  config.optim.base_lr = 0.1  # Poly schedule: base_lr * (1 - step / steps) ** power.
+  config.optim.base_lr = 0.1  # Scaled by optim.schedule.
+  # 'poly' (v2): base_lr * (1 - step / steps) ** power; 'step' (v1):
+  # base_lr * step_gamma ** (step // step_every).
+  config.optim.schedule = 'poly'
+  config.optim.step_every = 2000  # 'step' only.
+  config.optim.step_gamma = 0.1  # 'step' only.
   config.optim.power = 0.9
   config.optim.warmup_steps = 20  # Linear warm-up (paper: 0).
   config.optim.momentum = 0.9

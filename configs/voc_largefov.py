@@ -16,6 +16,9 @@ Other v1/v2 VGG models are overrides of this file:
       --config.model.vgg_pool5a=False
   v1 DeepLab-7x7: as above with head_kernel_size=7
   v1 MSc-LargeFOV: --config.model.multilayer_widths=128,128
+  and v1's recipe (batch 20, x0.1 every 2000 steps, 6000 steps) with any of
+  them: --config.optim.schedule=step --config.batch_size=20
+      --config.num_train_steps=6000
   v2 ASPP-L / ASPP-S: configs/voc_vgg_aspp.py
 `configs/voc_largefov.py:tiny` is the same model family shrunk (VGG widths / 8)
 on the tiny built-in dataset, for smoke tests.
@@ -93,7 +96,12 @@ def get_config(variant=None):
   config.model.crf_layer_iterations = 5  # Mean-field steps unrolled in the layer.
 
   config.optim = ml_collections.ConfigDict()
-  config.optim.base_lr = 1e-3  # Poly schedule: base_lr * (1 - step / steps) ** power.
+  config.optim.base_lr = 1e-3  # Scaled by optim.schedule.
+  # 'poly' (v2): base_lr * (1 - step / steps) ** power; 'step' (v1):
+  # base_lr * step_gamma ** (step // step_every).
+  config.optim.schedule = 'poly'
+  config.optim.step_every = 2000  # 'step' only.
+  config.optim.step_gamma = 0.1  # 'step' only.
   config.optim.power = 0.9
   config.optim.warmup_steps = 0
   config.optim.momentum = 0.9

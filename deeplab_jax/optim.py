@@ -1,4 +1,5 @@
-"""SGD with momentum, poly learning-rate decay and DeepLab's per-group rates.
+"""SGD with momentum, poly (v2) or step (v1) learning-rate decay and DeepLab's
+per-group rates.
 
 Parameter groups (labels): `backbone`, `backbone_bias`, `classifier_kernel`,
 `classifier_bias`; the classifier is every module named `*classifier*` (the
@@ -17,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from deeplab_jax.errors import UserError
+
 GROUPS = ('backbone', 'backbone_bias', 'classifier_kernel', 'classifier_bias', 'frozen')
 
 
@@ -29,6 +32,33 @@ def poly_schedule(base_lr, num_steps, power=0.9, warmup_steps=0):
       decay = decay * jnp.minimum(1.0, (step + 1.0) / warmup_steps)
     return base_lr * decay
   return schedule
+
+
+def step_schedule(base_lr, step_every, gamma=0.1, warmup_steps=0):
+  """lr(step) = base_lr * gamma ** (step // step_every), after linear warm-up
+  (Caffe's lr_policy "step": v1 DeepLab's x0.1 every 2000 iterations)."""
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    lr = base_lr * gamma ** jnp.floor(step / step_every)
+    if warmup_steps:
+      lr = lr * jnp.minimum(1.0, (step + 1.0) / warmup_steps)
+    return lr
+  return schedule
+
+
+SCHEDULES = ('poly', 'step')
+
+
+def schedule_from_config(optim_config, num_steps):
+  """The base learning-rate schedule `optim.schedule` names."""
+  kind = optim_config.get('schedule', 'poly')
+  if kind == 'poly':
+    return poly_schedule(optim_config.base_lr, num_steps, optim_config.power,
+                         optim_config.warmup_steps)
+  if kind == 'step':
+    return step_schedule(optim_config.base_lr, optim_config.step_every,
+                         optim_config.step_gamma, optim_config.warmup_steps)
+  raise UserError(f'optim.schedule={kind!r} is not one of {SCHEDULES}')
 
 
 def param_labels(params, frozen_batch_norm=False):
@@ -57,8 +87,7 @@ def create_optimizer(optim_config, num_steps, frozen_batch_norm=False):
   `frozen_batch_norm` (config.model.batch_norm == 'frozen') puts BatchNorm's
   scale and offset in the `frozen` group.
   """
-  schedule = poly_schedule(optim_config.base_lr, num_steps, optim_config.power,
-                           optim_config.warmup_steps)
+  schedule = schedule_from_config(optim_config, num_steps)
   mults = {'backbone': 1.0,
            'backbone_bias': optim_config.backbone_bias_lr_mult,
            'classifier_kernel': optim_config.classifier_kernel_lr_mult,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from deeplab_jax import optim
+from deeplab_jax.errors import UserError
 
 
 def test_poly_schedule_values():
@@ -74,3 +75,12 @@ def test_weight_decay_applies_to_kernels_only():
   np.testing.assert_allclose(updates['head']['branch0_classifier']['kernel'], -0.05)
   np.testing.assert_array_equal(updates['trunk']['conv']['bias'], 0.0)
   np.testing.assert_array_equal(updates['head']['branch0_classifier']['bias'], 0.0)
+
+
+def test_step_schedule_is_v1s_tenfold_drops():
+  config = _config(schedule='step', base_lr=1e-3, step_every=2000, step_gamma=0.1)
+  _, schedule = optim.create_optimizer(config, num_steps=6000)
+  for step, lr in ((0, 1e-3), (1999, 1e-3), (2000, 1e-4), (4000, 1e-5), (5999, 1e-5)):
+    assert float(schedule(step)) == pytest.approx(lr, rel=1e-5), step
+  with pytest.raises(UserError, match="optim.schedule='cosine'"):
+    optim.create_optimizer(_config(schedule='cosine'), num_steps=10)
