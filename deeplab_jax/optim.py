@@ -92,9 +92,14 @@ def create_optimizer(optim_config, num_steps, frozen_batch_norm=False):
            'backbone_bias': optim_config.backbone_bias_lr_mult,
            'classifier_kernel': optim_config.classifier_kernel_lr_mult,
            'classifier_bias': optim_config.classifier_bias_lr_mult}
+  # Caffe's SGD: history = momentum * history + lr_t * grad; w -= history.
+  # The rate scales each gradient as it enters the momentum buffer (optax.sgd
+  # scales the whole buffer by the current rate instead: different right
+  # after a step drop).
   groups = {
-      name: optax.sgd(lambda step, m=mult: m * schedule(step),
-                      momentum=optim_config.momentum)
+      name: optax.chain(
+          optax.scale_by_schedule(lambda step, m=mult: -m * schedule(step)),
+          optax.trace(decay=optim_config.momentum))
       for name, mult in mults.items()
   }
   groups['frozen'] = optax.set_to_zero()

@@ -84,3 +84,20 @@ def test_step_schedule_is_v1s_tenfold_drops():
     assert float(schedule(step)) == pytest.approx(lr, rel=1e-5), step
   with pytest.raises(UserError, match="optim.schedule='cosine'"):
     optim.create_optimizer(_config(schedule='cosine'), num_steps=10)
+
+
+def test_momentum_keeps_past_rates_as_caffe_does():
+  # Caffe: v = m v + lr_t g, w -= v. After a tenfold drop the buffer still
+  # holds the earlier steps at their own rate.
+  config = _config(schedule='step', base_lr=1.0, step_every=2, step_gamma=0.1,
+                   classifier_kernel_lr_mult=1.0, classifier_bias_lr_mult=1.0,
+                   backbone_bias_lr_mult=1.0)
+  tx, _ = optim.create_optimizer(config, num_steps=10)
+  params = {'w': {'kernel': jnp.zeros(())}}
+  state = tx.init(params)
+  history, got = 0.0, []
+  for step in range(4):
+    updates, state = tx.update({'w': {'kernel': jnp.ones(())}}, state, params)
+    got.append(float(updates['w']['kernel']))
+    history = 0.9 * history + (1.0 if step < 2 else 0.1) * 1.0
+    assert got[-1] == pytest.approx(-history, rel=1e-6), step
