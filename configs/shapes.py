@@ -5,13 +5,13 @@ The README's Quick start runs this (`make demo`):
     python train.py --config configs/shapes.py --workdir runs/shapes
     python evaluate.py --config configs/shapes.py --workdir runs/shapes
 
-Expected on a 2-core CPU (no accelerator): about 6.5 minutes of training
-(1,400 steps of 8 crops at ~30 images/s), then val mIoU 0.911 (seed 1),
-written to runs/shapes/metrics.json. Training is seed-sensitive: the loss
-sits on a plateau (~0.8, shapes not yet told apart) until somewhere between
-step 400 and past 1,400; seeds 0 and 2 left it too late here (val mIoU
-0.45-0.53 after 1,400 steps; 0.67 and 0.85 after 2,000), hence seed 1. `configs/shapes.py:tiny` is the
-same pipeline shrunk for tests (seconds, meaningless numbers).
+Expected on a 2-core CPU (no accelerator): about 6 minutes of training
+(1,400 steps of 8 crops at ~30 images/s), then val mIoU 0.926 (seed 1; 0.946
+with --crf), written to runs/shapes/metrics.json. Training is somewhat
+seed-sensitive: the loss sits on a plateau (~0.8, shapes not yet told apart)
+for a while; seeds 0 and 2 gave 0.851 and 0.908 after 1,400 steps.
+`configs/shapes.py:tiny` is the same pipeline shrunk for tests (seconds,
+meaningless numbers).
 
 Choices that made the CPU budget work: batch 8 (more updates for the same
 compute beat batch 16), base lr 0.1 with BatchNorm, and the paper's ASPP-S
