@@ -281,20 +281,15 @@ def eval_num_batches(builder, split, local_batch_size):
   return math.ceil(per_process / local_batch_size)
 
 
-def eval_iterator(config, builder, split, local_batch_size):
-  """Finite iterator of full-size numpy batches; padding examples have valid=0.
-
-  Each batch: 'image' uint8 BxHxWx3 and 'label' int32 BxHxW padded to
-  `input.eval_size`, 'valid' bool BxHxW, 'size' int32 Bx2 (true height,
-  width), 'id' bytes B (the dataset's `image_id`; b'' for padding examples).
-  """
+def eval_dataset(config, builder, split, local_batch_size):
+  """This process's shard of `split` as padded tf.data batches (not padded
+  to whole batches: `eval_iterator` does that)."""
   check_split(builder, split)
   features = datasets.features(config.dataset)
   ds = builder.as_dataset(split=tfds.split_for_jax_process(split), shuffle_files=False,
                           decoders=skip_image_decoding(features))
   mean = pad_colour(config.model)
   size = config.input.eval_size
-  height, width = eval_hw(size)
   decode = decoder(features)
   has_id = ID_FEATURE in builder.info.features
 
@@ -303,8 +298,27 @@ def eval_iterator(config, builder, split, local_batch_size):
     out['id'] = example[ID_FEATURE] if has_id else tf.constant('')
     return out
 
-  ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(local_batch_size).prefetch(tf.data.AUTOTUNE)
+  # Fixed parallelism, no autotuning: destroying an autotuned iterator (after
+  # the last batch) waits for tf.data's optimisation thread, which under
+  # load slept up to ~25 s (here 3 runs in 5; 50 s seen at the end of
+  # evaluate.py). Evaluation is bound by the model, not by this pipeline.
+  ds = ds.map(preprocess, num_parallel_calls=os.cpu_count() or 1)
+  ds = ds.batch(local_batch_size).prefetch(2)
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.with_options(options)
+
+
+def eval_iterator(config, builder, split, local_batch_size):
+  """Finite iterator of full-size numpy batches; padding examples have valid=0.
+
+  Each batch: 'image' uint8 BxHxWx3 and 'label' int32 BxHxW padded to
+  `input.eval_size`, 'valid' bool BxHxW, 'size' int32 Bx2 (true height,
+  width), 'id' bytes B (the dataset's `image_id`; b'' for padding examples).
+  """
+  ds = eval_dataset(config, builder, split, local_batch_size)
+  size = config.input.eval_size
+  height, width = eval_hw(size)
   num_batches = eval_num_batches(builder, split, local_batch_size)
   empty = {'image': np.zeros((local_batch_size, height, width, 3), np.uint8),
            'label': np.full((local_batch_size, height, width), 255, np.int32),
