@@ -116,8 +116,17 @@ def restore(mngr, abstract_state, step=None):
   `jax.eval_shape` plus shardings), so arrays land directly on the mesh.
   """
   step = _check_step(mngr, step)
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      **{STATE: ocp.args.StandardRestore(abstract_state)}))
+  try:
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        **{STATE: ocp.args.StandardRestore(abstract_state)}))
+  except ValueError as e:  # Orbax: the trees' structures differ.
+    raise UserError(
+        f'the checkpoint at step {step} in {mngr.directory} does not fit this config\'s '
+        f'training state (another model or optimizer: e.g. model.batch_norm, the '
+        f'classes, or a checkpoint of an older version); resume it with the config '
+        f'it was written with, or start a new --workdir with '
+        f'--config.init_from={os.path.dirname(str(mngr.directory))} to keep its '
+        f'weights. Orbax says: {str(e)[:500]}') from e
   return restored[STATE]
 
 

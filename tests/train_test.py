@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -16,6 +17,7 @@ from deeplab_jax import sharding
 from deeplab_jax import train_lib
 from deeplab_jax import train_step
 from deeplab_jax.data import input_pipeline
+from deeplab_jax.errors import UserError
 
 # Summation order differs between 1 and 8 devices (per-device partial sums of
 # the loss, gradients and BatchNorm statistics); float32 round-off stays below:
@@ -118,3 +120,17 @@ def test_evaluate_checkpoint_writes_metrics(trained_run, capsys):
                input_pipeline.eval_iterator(config, builder, 'val', 8))
   assert np.asarray(written['confusion_matrix']).sum() == pixels
   assert '| **mean IoU** |' in capsys.readouterr().out
+
+
+def test_resuming_with_another_training_state_is_a_user_error(trained_run, tmp_path):
+  # E.g. a run with BatchNorm resumed without it: other parameters and
+  # optimizer state. The error says how to keep the weights.
+  config, workdir, _ = trained_run
+  other = config.copy_and_resolve_references()
+  other.model.batch_norm = 'none'
+  model = models.build(other)
+  tx, _ = optim.create_optimizer(other.optim, other.num_train_steps)
+  mngr = checkpoint.manager(workdir, read_only=True)
+  with pytest.raises(UserError, match=r'does not fit this config.*--config.init_from=' + re.escape(workdir)):
+    checkpoint.restore(mngr, train_step.abstract_train_state(other, model, tx,
+                                                             sharding.make_mesh()))
