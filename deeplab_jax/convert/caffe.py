@@ -63,8 +63,9 @@ with the layers of the 0.75 and 0.5 scales named with suffixes (`conv1_res075`,
 stores identical copies. The plain names are read; a `<name>_res<digits>`
 layer whose plain-name twin exists must have the same blob shapes (else an
 error) and is dropped; differing values only warn (the scale-1 layer's serve
-every scale, as in the PyTorch port's converter). This follows from how Caffe writes shared parameters; it is
-not checked against the real files here.
+every scale, as in the PyTorch port's converter). This follows from how
+Caffe writes shared parameters; it is not checked against the real files
+here.
 
 Classifier: `allow_classifier_mismatch=True` returns a classifier trained for
 another number of classes with the file's class count (the kernel's other
