@@ -45,15 +45,20 @@ def segmentation_loss(logits_BxhxwxC, labels_BxHxW, upsample_logits,
   False shrinks the labels by nearest to the logits' size (the paper's way).
   `normalize`: see `softmax_cross_entropy`.
   """
-  label_size = labels_BxHxW.shape[1:3]
+  logits = logits_BxhxwxC
   if upsample_logits:
-    logits = resize_bilinear(logits_BxhxwxC.astype(jnp.float32), label_size,
+    logits = resize_bilinear(logits.astype(jnp.float32), labels_BxHxW.shape[1:3],
                              align_corners)
-    labels = labels_BxHxW
-  else:
-    logits = logits_BxhxwxC
-    labels = resize_nearest_labels(labels_BxHxW, logits.shape[1:3], align_corners)
+  labels = loss_labels(labels_BxHxW, logits_BxhxwxC.shape, upsample_logits, align_corners)
   return softmax_cross_entropy(logits, labels, ignore_label, normalize)
+
+
+def loss_labels(labels_BxHxW, logits_shape, upsample_logits, align_corners=False):
+  """The labels `segmentation_loss` compares with a map of `logits_shape`:
+  as they are (logits upsampled), or shrunk by nearest to the map's size."""
+  if upsample_logits:
+    return labels_BxHxW
+  return resize_nearest_labels(labels_BxHxW, logits_shape[1:3], align_corners)
 
 
 def total_loss(outputs, labels_BxHxW, upsample_logits, align_corners=False,

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 from deeplab_jax import losses
 from deeplab_jax import sharding
 from deeplab_jax.errors import UserError
-from deeplab_jax.models.resize import resize_nearest_labels
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -160,8 +159,8 @@ def make_train_step(config, model, tx, schedule, mesh):
     shapes, _ = jax.eval_shape(forward, state.params, state.batch_stats,
                                images[0], rng)
     shapes = shapes if isinstance(shapes, (list, tuple)) else [shapes]
-    totals = [jnp.sum(_loss_labels(batch['label'], s.shape, config.loss.upsample_logits,
-                                   config.model.align_corners)
+    totals = [jnp.sum(losses.loss_labels(batch['label'], s.shape, config.loss.upsample_logits,
+                                         config.model.align_corners)
                       != config.dataset.ignore_label) for s in shapes]
 
     def micro_loss(params, batch_stats, images, labels, rng):
@@ -208,10 +207,3 @@ def make_train_step(config, model, tx, schedule, mesh):
   return jax.jit(train_step,
                  in_shardings=(repl, sharding.batch_sharded(mesh)),
                  out_shardings=(repl, repl), donate_argnums=(0,))
-
-
-def _loss_labels(labels_BxHxW, logits_shape, upsample_logits, align_corners):
-  """The labels the loss compares with a map of `logits_shape` (as losses.py)."""
-  if upsample_logits:
-    return labels_BxHxW
-  return resize_nearest_labels(labels_BxHxW, logits_shape[1:3], align_corners)
