@@ -23,6 +23,10 @@ def evaluation():
   e.scales = (1.0,)  # Test-time scales, logits averaged (not the paper's protocol: its MSC
   # is model.input_scales = 1, 0.75, 0.5 inside the network, max-fused; more scales add on top).
   e.flip = False  # Also infer the mirrored image and average.
+  # Pixels cropped at the top / left of the score map zoomed x8 (corners
+  # aligned) before it meets the image: the test prototxt's fc8_crop
+  # `pad_beg`, negated (v1 DeepLab: 7); 0 = a plain resize to the image size.
+  e.score_offset = 0
   # Dense CRF after the network (config.crf): scores before AND after in one run.
   e.crf = False  # evaluate.py --crf sets it.
   e.crf_backend = 'jax'  # 'jax' (batched, on the accelerator) or 'host' (pydensecrf2, all cores).

@@ -59,7 +59,8 @@ import numpy as np
 
 from deeplab_jax import sharding
 from deeplab_jax.errors import UserError
-from deeplab_jax.models.resize import resize_bilinear, resize_by_scale, scaled_size
+from deeplab_jax.models.resize import (resize_bilinear, resize_by_scale, scaled_size,
+                                       upsample_scores)
 
 MODES = ('whole', 'sliding')
 
@@ -71,6 +72,9 @@ class InferenceOptions:
   window, stride: (height, width) in pixels, used in mode 'sliding' only.
   scales: test-time input scales, averaged. flip: add the mirrored input.
   align_corners: the bilinear convention of every resize (the model's).
+  score_offset: pixels cropped at the top / left of the x8 corner-aligned
+    zoom of the score map (v1 DeepLab's test prototxt: 7); 0 = the usual
+    resize to the image size (`resize.upsample_scores`).
   """
   mode: str = 'whole'
   window: tuple[int, int] = (513, 513)
@@ -78,6 +82,7 @@ class InferenceOptions:
   scales: tuple[float, ...] = (1.0,)
   flip: bool = False
   align_corners: bool = False
+  score_offset: int = 0
 
 
 def _pair(value, name):
@@ -99,7 +104,7 @@ def _pair(value, name):
 
 
 def make_options(mode='whole', window=(513, 513), stride=(342, 342), scales=(1.0,),
-                 flip=False, align_corners=False) -> InferenceOptions:
+                 flip=False, align_corners=False, score_offset=0) -> InferenceOptions:
   """Validated `InferenceOptions`; errors name the `config.eval` field to fix."""
   if mode not in MODES:
     raise UserError(f'eval.mode={mode!r} is not one of {list(MODES)}; set '
@@ -124,8 +129,15 @@ def make_options(mode='whole', window=(513, 513), stride=(342, 342), scales=(1.0
     raise UserError(f'eval.flip={flip!r} must be True or False')
   if not isinstance(align_corners, (bool, np.bool_)):
     raise UserError(f'model.align_corners={align_corners!r} must be True or False')
+  if (isinstance(score_offset, bool) or not isinstance(score_offset, numbers.Integral)
+      or score_offset < 0):
+    raise UserError(f'eval.score_offset={score_offset!r} must be an integer >= 0')
+  if score_offset and not align_corners:
+    raise UserError('eval.score_offset (Caffe\'s zoom-then-crop) needs Caffe\'s '
+                    'grid: --config.model.align_corners=True')
   return InferenceOptions(mode=mode, window=window, stride=stride, scales=scales,
-                          flip=bool(flip), align_corners=bool(align_corners))
+                          flip=bool(flip), align_corners=bool(align_corners),
+                          score_offset=int(score_offset))
 
 
 def options_from_config(config) -> InferenceOptions:
@@ -136,7 +148,8 @@ def options_from_config(config) -> InferenceOptions:
   """
   section = config.get('eval') if hasattr(config, 'get') else None
   fields = {} if section is None else {
-      k: section[k] for k in ('mode', 'window', 'stride', 'scales', 'flip') if k in section}
+      k: section[k] for k in ('mode', 'window', 'stride', 'scales', 'flip', 'score_offset')
+      if k in section}
   return make_options(align_corners=config.model.align_corners, **fields)
 
 
@@ -200,7 +213,8 @@ def _sliding_logits(apply_fn, x_BxHxWx3, options, pad_value):
   ys = window_positions(full_h, wh, options.stride[0])
   xs = window_positions(full_w, ww, options.stride[1])
   if len(ys) == len(xs) == 1:  # One window: the (padded) image itself.
-    logits = resize_bilinear(apply_fn(x_BxHxWx3), (wh, ww), options.align_corners)
+    logits = upsample_scores(apply_fn(x_BxHxWx3), (wh, ww), options.align_corners,
+                             options.score_offset)
     return logits[:, :h, :w]
 
   starts = np.array([(y, x) for y in ys for x in xs], np.int32)
@@ -211,7 +225,8 @@ def _sliding_logits(apply_fn, x_BxHxWx3, options, pad_value):
   def add_window(sums, start):
     corner = (0, start[0], start[1], 0)
     crop = jax.lax.dynamic_slice(x_BxHxWx3, corner, window_shape)
-    logits = resize_bilinear(apply_fn(crop), (wh, ww), options.align_corners)
+    logits = upsample_scores(apply_fn(crop), (wh, ww), options.align_corners,
+                             options.score_offset)
     current = jax.lax.dynamic_slice(sums, corner, logits.shape)
     return jax.lax.dynamic_update_slice(sums, current + logits, corner), None
 
@@ -225,6 +240,8 @@ def _one_pass(apply_fn, x_BxhxWx3, size, options, pad_value):
   """Logits of one (scaled, maybe mirrored) image, resized to `size`."""
   if options.mode == 'whole':
     logits = apply_fn(x_BxhxWx3)  # Stride 8: straight to `size`, one resize.
+    if options.score_offset:  # The release's own zoom and crop, at x's size.
+      logits = upsample_scores(logits, x_BxhxWx3.shape[1:3], True, options.score_offset)
   else:
     logits = _sliding_logits(apply_fn, x_BxhxWx3, options, pad_value)
   return resize_bilinear(logits, size, options.align_corners)

@@ -147,13 +147,31 @@ def test_missing_library_is_a_user_error(monkeypatch):
     host.refine([image] * 2, [probs] * 2, PROBS, processes=2)
 
 
+# Each released model's CRF, as its source file states it (crf/params.py cites
+# them): (w1, sigma_alpha, sigma_beta, w2, sigma_gamma).
+RELEASED_CRF = {
+    # kazuto1011/deeplab-pytorch configs/voc12.yaml: BI_W 4, BI_XY_STD 67,
+    # BI_RGB_STD 3, POS_W 3, POS_XY_STD 1.
+    'resnet_v2': (4, 67, 3, 3, 1),
+    # corenel/deeplab-public exper/run_densecrf.sh: Bi_W=4, Bi_X_STD=49,
+    # Bi_R_STD=5, POS_W=3, POS_X_STD=3.
+    'vgg_largefov': (4, 49, 5, 3, 3),
+    # TheLegendAli/DeepLab-Context matlab/my_script/SetupEnv.m, "vgg128_noup
+    # ... aka DeepLab: bi_w = 5, bi_x_std = 50, bi_r_std = 10", pos 3 / 3.
+    'vgg_deeplab_v1': (5, 50, 10, 3, 3),
+    # Same file, "vgg128_ms_pool3, aka DeepLab-MSc: bi_w = 3, bi_x_std = 95,
+    # bi_r_std = 3".
+    'vgg_msc': (3, 95, 3, 3, 3),
+}
+
+
 def test_presets_are_the_published_parameters():
-  p = crf_params.RESNET_V2
-  assert (p.w1, p.sigma_alpha, p.sigma_beta, p.w2, p.sigma_gamma) == (4, 67, 3, 3, 1)
-  p = crf_params.VGG_LARGEFOV
-  assert (p.w1, p.sigma_alpha, p.sigma_beta, p.w2, p.sigma_gamma) == (4, 121, 5, 3, 3)
-  for p in crf_params.PRESETS.values():
-    assert (p.iterations, p.normalization, p.unary) == (10, 'symmetric', 'logits')
+  assert set(crf_params.PRESETS) == set(RELEASED_CRF)
+  for name, p in crf_params.PRESETS.items():
+    assert (p.w1, p.sigma_alpha, p.sigma_beta, p.w2, p.sigma_gamma) == RELEASED_CRF[name]
+    # DeepLab's densecrf normalises after (D^-1 K): the presets' default.
+    assert (p.iterations, p.normalization, p.unary) == (10, 'after', 'logits')
+  assert crf_params.CRFParams(1, 2, 3, 4, 5).normalization == 'after'
   with pytest.raises(dataclasses.FrozenInstanceError):
     p.w1 = 5
 
@@ -162,10 +180,10 @@ def test_from_config():
   config = ml_collections.ConfigDict(dict(w1=4, sigma_alpha=67, sigma_beta=3, w2=3,
                                           sigma_gamma=1))
   assert crf_params.from_config(config) == crf_params.RESNET_V2
-  config.normalization = 'after'
+  config.normalization = 'symmetric'
   config.iterations = 5
   assert crf_params.from_config(config) == dataclasses.replace(
-      crf_params.RESNET_V2, normalization='after', iterations=5)
+      crf_params.RESNET_V2, normalization='symmetric', iterations=5)
   assert crf_params.from_config(dataclasses.asdict(crf_params.VGG_LARGEFOV)) == \
       crf_params.VGG_LARGEFOV
   config.sigma_delta = 2

@@ -3,7 +3,8 @@ values the DeepLab papers published.
 
     from deeplab_jax.crf import params as crf_params
     p = crf_params.RESNET_V2                        # w1=4, sa=67, sb=3, w2=3, sg=1
-    p = dataclasses.replace(p, normalization='after', iterations=5)
+    p = crf_params.PRESETS['vgg_deeplab_v1']        # each released model's own
+    p = dataclasses.replace(p, normalization='symmetric', iterations=5)
     p = crf_params.from_config(config.crf)          # a ConfigDict, same field names
 
 Energy of a labelling x (Potts: a pair pays only when its labels differ):
@@ -50,10 +51,10 @@ class CRFParams:
     iterations: mean-field iterations (the papers: 10). 0 returns the
       softmax of -U, the unary alone.
     normalization: how each kernel K (N x N, D = diag(K 1)) is normalised
-      before it passes messages: 'symmetric' D^-1/2 K D^-1/2 (pydensecrf's
-      default, NORMALIZE_SYMMETRIC), 'before' K D^-1 (NORMALIZE_BEFORE),
-      'after' D^-1 K (NORMALIZE_AFTER; DeepLab's 2011 C++ densecrf, with
-      which the published parameters were tuned).
+      before it passes messages: 'after' D^-1 K (the default: NORMALIZE_AFTER,
+      DeepLab's 2011 C++ densecrf, with which every preset below was
+      tuned), 'symmetric' D^-1/2 K D^-1/2 (pydensecrf's own default,
+      NORMALIZE_SYMMETRIC), 'before' K D^-1 (NORMALIZE_BEFORE).
     unary: what the scores handed to the CRF are: 'logits' (U = -logits; the
       softmax is shift-invariant, so this equals -log softmax(logits)) or
       'probs' (U = -log(clip(p, PROB_CLIP, 1)), as
@@ -66,7 +67,7 @@ class CRFParams:
   w2: float
   sigma_gamma: float
   iterations: int = 10
-  normalization: str = 'symmetric'
+  normalization: str = 'after'
   unary: str = 'logits'
 
   def __post_init__(self):
@@ -85,11 +86,32 @@ class CRFParams:
       raise UserError(f'crf.unary {self.unary!r} is not one of {UNARIES}')
 
 
-# DeepLab v2, ResNet-101 release (w1, sigma_alpha, sigma_beta, w2, sigma_gamma).
+# One preset per released model, (w1, sigma_alpha, sigma_beta, w2, sigma_gamma),
+# each with where it was read. The papers cross-validated w1, sigma_alpha,
+# sigma_beta per model on 100 val images, w2 = sigma_gamma = 3 (v1).
+#
+# DeepLab v2 ResNet-101: the PyTorch port's config (kazuto1011/deeplab-pytorch
+# configs/voc12.yaml, CRF section: BI_W 4, BI_XY_STD 67, BI_RGB_STD 3,
+# POS_W 3, POS_XY_STD 1); the v2 release's own scripts were not found.
 RESNET_V2 = CRFParams(4, 67, 3, 3, 1)
-# DeepLab v1/v2, VGG-16 LargeFOV release.
-VGG_LARGEFOV = CRFParams(4, 121, 5, 3, 3)
-PRESETS = {'resnet_v2': RESNET_V2, 'vgg_largefov': VGG_LARGEFOV}
+# v1 DeepLab-LargeFOV: the release's exper/run_densecrf.sh
+# (corenel/deeplab-public: Bi_W=4, Bi_X_STD=49, Bi_R_STD=5, POS_W=3,
+# POS_X_STD=3). An unofficial copy of SetupEnv.m lists 4 / 121 / 5 for an
+# internal model "vgg128_noup_pool3_20M_largewin3", the project's value
+# before; the release's script is what its users ran. Also used for the v2
+# VGG configs, whose own values were not found.
+VGG_LARGEFOV = CRFParams(4, 49, 5, 3, 3)
+# v1 DeepLab (vgg128_noup, fc6 4x4): matlab/my_script/SetupEnv.m in
+# TheLegendAli/DeepLab-Context ("vgg128_noup (not optimized well), aka
+# DeepLab: bi_w = 5, bi_x_std = 50, bi_r_std = 10"; pos_w = pos_x_std = 3,
+# its defaults).
+VGG_DEEPLAB_V1 = CRFParams(5, 50, 10, 3, 3)
+# v1 DeepLab-MSc (vgg128_ms_pool3): the same SetupEnv.m ("vgg128_ms_pool3,
+# aka DeepLab-MSc: bi_w = 3, bi_x_std = 95, bi_r_std = 3"). No file found
+# gives MSc-LargeFOV's own values (its config uses VGG_LARGEFOV).
+VGG_MSC = CRFParams(3, 95, 3, 3, 3)
+PRESETS = {'resnet_v2': RESNET_V2, 'vgg_largefov': VGG_LARGEFOV,
+           'vgg_deeplab_v1': VGG_DEEPLAB_V1, 'vgg_msc': VGG_MSC}
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(CRFParams))
 

@@ -1,7 +1,8 @@
 """Model zoo: `build(config)` turns `config.model` into a flax module.
 
   trunk 'vgg16'  + head_hidden (1024, 1024), rate 12          v1/v2 LargeFOV
-                 + head_kernel_size 4, hidden (4096, 4096), rate 4   v1 DeepLab
+                 + head_kernel_size 4, hidden (4096, 4096), rate 4,
+                   vgg_pools V1_POOLS (vgg_eval_pools V1_EVAL_POOLS)  v1 DeepLab
                  + multilayer_widths (128, 128)               v1 MSc-LargeFOV
                  + head_rates (6, 12, 18, 24) / (2, 4, 8, 12)   v2 ASPP-L / -S
   trunk 'resnet' + head_hidden (), rates (6, 12, 18, 24)       v2 ResNet ASPP-L
@@ -24,7 +25,7 @@ from deeplab_jax.models.deeplab import DeepLab
 from deeplab_jax.models.multilayer import MultiLayerScores
 from deeplab_jax.models.resnet import BLOCKS, ResNet
 from deeplab_jax.models.small import SmallTrunk
-from deeplab_jax.models.vgg import VGG16
+from deeplab_jax.models.vgg import LARGEFOV_POOLS, VGG16, check_pools
 
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 TRUNKS = ('small', 'vgg16', 'resnet')
@@ -57,7 +58,11 @@ def build(config):
                        batch_norm=m.batch_norm, atrous_impl=m.atrous_impl,
                        dtype=dtype)
   elif m.trunk == 'vgg16':
-    trunk = VGG16(pool5a=m.vgg_pool5a, return_skips=bool(multilayer_widths),
+    eval_pools = m.get('vgg_eval_pools', ())
+    trunk = VGG16(pools=check_pools(m.get('vgg_pools', LARGEFOV_POOLS)),
+                  eval_pools=(check_pools(eval_pools, 'model.vgg_eval_pools')
+                              if eval_pools else None),
+                  pool5a=m.vgg_pool5a, return_skips=bool(multilayer_widths),
                   base_width=m.base_width,
                   atrous_impl=m.atrous_impl, dtype=dtype)
   elif m.trunk == 'resnet':

@@ -56,6 +56,37 @@ def resize_bilinear(x_BxHxWxC, size, align_corners=False, step=None):
   return jnp.einsum('pw,bowc->bopc', mw, y)
 
 
+@functools.lru_cache(maxsize=256)
+def zoom_crop_matrix(size_in: int, size_out: int, zoom: int, offset: int) -> np.ndarray:
+  """(size_out, size_in) weights of Caffe's `Interp zoom_factor: zoom` then a
+  `Padding pad_beg: -offset` crop: output pixel q reads the score map at
+  (q + offset) / zoom, corners aligned, clamped to the map's last cell
+  (where the zoomed map is shorter than offset + size_out)."""
+  src = np.clip((np.arange(size_out, dtype=np.float64) + offset) / zoom, 0.0, size_in - 1)
+  lo = np.floor(src).astype(np.int64)
+  hi = np.minimum(lo + 1, size_in - 1)
+  frac = src - lo
+  matrix = np.zeros((size_out, size_in), np.float64)
+  np.add.at(matrix, (np.arange(size_out), lo), 1.0 - frac)
+  np.add.at(matrix, (np.arange(size_out), hi), frac)
+  return matrix.astype(np.float32)
+
+
+def upsample_scores(x_BxhxwxC, size, align_corners=False, offset=0, zoom=8):
+  """Stride-`zoom` scores to `size` pixels: `resize_bilinear`, or, with an
+  `offset`, zoomed x`zoom` (corners aligned) and cropped by `offset` pixels at
+  the top and left, as v1 DeepLab's test prototxt (fc8_interp zoom 8, fc8_crop
+  pad_beg -7). Offset 0 at size zoom * (n - 1) + 1 is the aligned resize."""
+  if offset == 0:
+    return resize_bilinear(x_BxhxwxC, size, align_corners)
+  _, h, w, _ = x_BxhxwxC.shape
+  dtype = x_BxhxwxC.dtype
+  mh = jnp.asarray(zoom_crop_matrix(h, size[0], zoom, offset), dtype)
+  mw = jnp.asarray(zoom_crop_matrix(w, size[1], zoom, offset), dtype)
+  y = jnp.einsum('oh,bhwc->bowc', mh, x_BxhxwxC)
+  return jnp.einsum('pw,bowc->bopc', mw, y)
+
+
 def scaled_size(size, scale, align_corners):
   """A side's length after resizing by `scale` (see `resize_by_scale`).
 
