@@ -37,8 +37,9 @@ train.prototxt / test.prototxt / solver.prototxt at its first commit):
               and weight_decay 1 / 0 for every conv's weight / bias.
   CRF         crf_params.VGG_DEEPLAB_V1 (5, 50, 10, 3, 3), SetupEnv.m.
 
-DeepLab-7x7 (63.74 -> 67.64 in Table 1, "DeepLab-CRF-7x7"): no prototxt of
-it was found in any public copy of the release; `--config.model.head_kernel_size=7`
+DeepLab-7x7 (64.38 / 67.64 with the CRF, the v1 paper's val table as a
+public summary quotes it; not in shared/reference.md): no prototxt of it was
+found in any public copy of the release; `--config.model.head_kernel_size=7`
 builds fc6 7x7 at rate 4 on this trunk, which is an assumption, not the release.
 `configs/voc_deeplab_v1.py:tiny` is the same trunk shrunk (widths / 8) on the
 built-in tiny dataset for smoke tests.
