@@ -104,7 +104,7 @@ def converted_dir(tmp_path_factory, weights):
   source.write_bytes(pickle.dumps({}))
   output = str(tmp_path_factory.mktemp('converted'))
   original = convert.read
-  convert.read = lambda path, config: convert.Converted(weights, source='test weights')
+  convert.read = lambda path, config, *_: convert.Converted(weights, source='test weights')
   try:
     record = convert.convert_to_workdir(str(source), shapes.get_config('tiny'), output)
   finally:

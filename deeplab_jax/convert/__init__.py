@@ -24,8 +24,10 @@ mean/std instead (see `pytorch.py`).
 
 Formats are detected from the file: `.caffemodel` (protobuf, parsed without
 Caffe: `caffe.py`) or a `torch.save` checkpoint (`pytorch.py`, needs PyTorch).
-Layers the file does not have on purpose (the classifier of ImageNet weights)
-are initialised freshly from `config.seed`; a classifier for another number of
+Layers the file does not have on purpose (the classifier of ImageNet weights,
+of the COCO-pretrained DeepLab v2 `init.caffemodel`, whose 91-class 1x1
+`fc1_coco` is dropped: `keep_init_classifier=True` keeps it for a one-branch
+1x1 head instead) are initialised freshly from `config.seed`; a classifier for another number of
 classes (a 21-class file into a 60-class config) is re-initialised only with
 `reinit_classifier=True`, otherwise it is an error. With
 `config.model.crf_layer` the file is read for the network without the layer
@@ -58,10 +60,13 @@ class Converted:
   arrays, in the model's tree (some leaves may be absent, see below).
   `absent`: '/'-joined paths ('params/head/branch0_classifier/kernel') the
   file does not have by design (ImageNet weights have no DeepLab classifier).
+  `dropped`: layers of the file left out on purpose, 'name (type): shapes'
+  (an ImageNet classifier, the COCO init's fc1_coco).
   """
   variables: dict
   absent: frozenset = frozenset()
   source: str = ''  # e.g. 'DeepLab v2 ResNet-101 (Caffe)'.
+  dropped: tuple = ()
 
 
 def detect(path: str) -> str:
@@ -220,24 +225,29 @@ def without_crf_layer(config):
   return plain
 
 
-def read(path: str, config) -> Converted:
+def read(path: str, config, keep_init_classifier: bool = False) -> Converted:
   """The file's variables in the model's tree (no checks against the model yet).
 
   A CRF layer (`config.model.crf_layer`) is left out: `assemble` starts it
-  from the config.
+  from the config. `keep_init_classifier`: a Caffe init file's own
+  classifier (fc1_coco) goes into a one-branch 1x1 head instead of being
+  dropped (see `caffe.py`); no effect on other files.
   """
   config = without_crf_layer(config)
   fmt = detect(path)
   if fmt == CAFFE:
     from deeplab_jax.convert import caffe  # pylint: disable=import-outside-toplevel
-    return caffe.convert(caffe.read_caffemodel(path), config, source=path)
+    return caffe.convert(caffe.read_caffemodel(path), config, source=path,
+                         keep_init_classifier=keep_init_classifier)
   from deeplab_jax.convert import pytorch  # pylint: disable=import-outside-toplevel
   return pytorch.convert(pytorch.read_state_dict(path), config)
 
 
-def from_file(path: str, config, reinit_classifier: bool = False) -> dict:
+def from_file(path: str, config, reinit_classifier: bool = False,
+              keep_init_classifier: bool = False) -> dict:
   """{'params', 'batch_stats'} for `models.build(config)` from an official file."""
-  variables, _ = assemble(read(path, config), config, reinit_classifier, path)
+  variables, _ = assemble(read(path, config, keep_init_classifier), config,
+                          reinit_classifier, path)
   return variables
 
 
@@ -250,15 +260,16 @@ def sha256(path: str) -> str:
 
 
 def convert_to_workdir(path: str, config, output: str,
-                       reinit_classifier: bool = False) -> dict:
+                       reinit_classifier: bool = False,
+                       keep_init_classifier: bool = False) -> dict:
   """Converts `path` and writes it as step 0 of a run in `output`.
 
   `output/checkpoints/0/` holds a TrainState of `config` (the converted
   params and BatchNorm statistics, a fresh optimizer state), so
   `evaluate.py --workdir output` scores it and `train.py --workdir output`
   (or `--config.init_from=output` with another workdir) trains from it.
-  `output/converted.json` records the source and what was initialised afresh.
-  Returns that record.
+  `output/converted.json` records the source, what was initialised afresh
+  and which layers of the file were dropped. Returns that record.
   """
   from deeplab_jax import checkpoint  # pylint: disable=import-outside-toplevel
   from deeplab_jax import optim  # pylint: disable=import-outside-toplevel
@@ -269,7 +280,7 @@ def convert_to_workdir(path: str, config, output: str,
   if os.path.isdir(checkpoint.checkpoint_dir(output)) and os.listdir(
       checkpoint.checkpoint_dir(output)):
     raise UserError(f'{output} already holds checkpoints; give an empty or new --output')
-  converted = read(path, config)
+  converted = read(path, config, keep_init_classifier)
   mesh = sharding.make_mesh()
   tx, _ = optim.create_optimizer(config.optim, config.num_train_steps,
                                  config.model.batch_norm == 'frozen')
@@ -287,6 +298,7 @@ def convert_to_workdir(path: str, config, output: str,
       'format': detect(path), 'source': converted.source,
       'converted_tensors': len(flatten(variables)) - len(reinit),
       'initialised_afresh': reinit,
+      'dropped_from_file': list(getattr(converted, 'dropped', ())),
       'num_params': int(sum(np.size(v) for v in flatten(variables['params']).values())),
       'input_convention': {'channel_order': config.model.channel_order,
                            'pixel_mean': list(config.model.pixel_mean),

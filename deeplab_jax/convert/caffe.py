@@ -67,6 +67,21 @@ every scale, as in the PyTorch port's converter). This follows from how
 Caffe writes shared parameters; it is not checked against the real files
 here.
 
+DeepLab v2 COCO initialisation (`init.caffemodel`, the start of every v2
+ResNet result): the ResNet-101 trunk above and one 1x1 classifier
+`fc1_coco` (Convolution, weight (91, 2048, 1, 1) + bias (91,): COCO's 91
+label indices) instead of the fc1_{tag}_c{k} ASPP layers; the PyTorch port
+reads it as `fc1_coco = Conv2d(2048, 91, 1)` (kazuto1011/deeplab-pytorch
+3a634f2, libs/models/deeplabv2.py) and drops it when training (its main.py
+loads the init with strict=False "to skip ASPP"), as Caffe does (layers are
+copied by name; the VOC prototxt has no fc1_coco). Here too it is dropped
+by default (listed in `Release.dropped`), the ASPP classifier is absent, and
+the front end initialises it. `keep_init_classifier=True` maps it onto
+head/branch0_classifier instead, which needs a one-branch 1x1 head
+(--config.model.head_rates=1 --config.model.head_kernel_size=1; 91 classes
+to keep its class count): the network the file was trained as. Any single
+`fc1` / `fc1_{tag}` layer is read the same way.
+
 Classifier: `allow_classifier_mismatch=True` returns a classifier trained for
 another number of classes with the file's class count (the kernel's other
 dimensions must fit); `allow_missing_classifier=True` accepts files without
@@ -97,6 +112,8 @@ _RESNET_CLASSIFIER = re.compile(r'^fc1(?:_(?P<tag>[A-Za-z0-9]+))?_c(?P<index>\d+
 _VGG_CLASSIFIER = re.compile(r'^fc8(?:_(?P<tag>[A-Za-z0-9]+))?$')
 _VGG_ASPP_CLASSIFIER = re.compile(r'^fc8(?:_(?P<tag>[A-Za-z0-9]+))?_(?P<index>\d+)$')
 _IMAGENET_CLASSIFIERS = ('fc8', 'fc1000')  # Dropped when the file has no DeepLab head.
+# The one 1x1 classifier of a ResNet init file (init.caffemodel: fc1_coco, 91 classes).
+_INIT_CLASSIFIER = re.compile(r'^fc1(?:_(?P<tag>[A-Za-z0-9]+))?$')
 _MAX_LISTED = 25
 
 
@@ -574,9 +591,15 @@ class Release:
   shared_head: bool  # VGG: one fc6/fc7 (decimated if needed) for every branch.
   has_classifier: bool
   classifier_tag: str | None
+  init_classifier: str | None = None  # ResNet init file's single 1x1 classifier: 'fc1_coco'.
+  dropped: tuple = ()  # 'name (type): blob shapes' of classifiers left out on purpose.
 
   def describe(self):
     net = 'ResNet' if self.trunk == 'resnet' else 'VGG-16'
+    if self.init_classifier:
+      if self.init_classifier == 'fc1_coco':
+        return 'DeepLab v2 COCO initialisation (Caffe ResNet, 1x1 classifier fc1_coco)'
+      return f'Caffe {net} initialisation (1x1 classifier {self.init_classifier})'
     if not self.has_classifier:
       if self.trunk == 'vgg16' and self.shared_head:
         return (f'Caffe {net} without a DeepLab classifier (ImageNet or init weights; '
@@ -598,7 +621,11 @@ def _detect(found, config, source, target) -> Release:
   n = len(tuple(config.model.head_rates))
   if config.model.trunk == 'resnet':
     present, tag = _classifier_tag(found, _RESNET_CLASSIFIER, source, 'fc1_*_c<k> classifier')
-    return Release('resnet', False, present, tag)
+    init = sorted(name for name in found if _INIT_CLASSIFIER.match(name))
+    if len(init) > 1:
+      raise UserError(f'{source}: more than one fc1 classifier layer: {init}')
+    init = init[0] if init and not present else None  # With fc1_*_c<k>: unexpected.
+    return Release('resnet', False, present, tag, init_classifier=init)
   if n == 1:
     shared = False
     if 'fc6' in found:
@@ -637,7 +664,8 @@ def to_flax(layers: Sequence[Layer], config, *, allow_classifier_mismatch: bool 
   return _nest(flat)
 
 
-def _convert(layers, config, allow_classifier_mismatch, allow_missing_classifier, source):
+def _convert(layers, config, allow_classifier_mismatch, allow_missing_classifier, source,
+             keep_init_classifier=False):
   """(flat '{collection}/{path}' -> array, Release) with every check done."""
   _check_supported(config)
   target = target_shapes(config)
@@ -652,10 +680,16 @@ def _convert(layers, config, allow_classifier_mismatch, allow_missing_classifier
     _vgg_shared_head(found, config, target, out, problems, used)
   else:
     maps = _vgg_trunk_map() + _vgg_head_map(config, release.classifier_tag)
+  if release.init_classifier:
+    maps, release = _init_classifier_maps(maps, release, found, config, target,
+                                          keep_init_classifier, source)
+    used.add(release.init_classifier)
   if not release.has_classifier:
     maps = [m for m in maps if not m.classifier]
     dropped = [n for n in _IMAGENET_CLASSIFIERS if n in found]
     used.update(dropped)
+    release = dataclasses.replace(
+        release, dropped=release.dropped + tuple(_layer_summary(found[n]) for n in dropped))
     if not allow_missing_classifier:
       problems.other.append(
           f'no DeepLab classifier in the file ({release.describe()}'
@@ -677,6 +711,31 @@ def _convert(layers, config, allow_classifier_mismatch, allow_missing_classifier
   _check_tree(out, target, release, allow_classifier_mismatch, allow_missing_classifier,
               source, config)
   return out, release
+
+
+def _layer_summary(layer) -> str:
+  return f'{layer.name} ({layer.type}): ' + ', '.join(str(b.shape) for b in layer.blobs)
+
+
+def _init_classifier_maps(maps, release, found, config, target, keep, source):
+  """An init file's single classifier (fc1_coco): dropped, or kept as the
+  one 1x1 branch's classifier when `keep` (the head must be that)."""
+  name = release.init_classifier
+  if not keep:
+    return maps, dataclasses.replace(release, dropped=(_layer_summary(found[name]),))
+  rates = tuple(config.model.head_rates)
+  kernel = target.get('params/head/branch0_classifier/kernel')
+  if len(rates) != 1 or kernel is None or tuple(kernel[:2]) != (1, 1):
+    raise UserError(
+        f'{source}: keeping {_layer_summary(found[name])}, a single 1x1 '
+        f'classifier, needs a model with one 1x1 head branch, not head_rates {rates} '
+        f'with {config.model.head_kernel_size}x{config.model.head_kernel_size} kernels: '
+        '--config.model.head_rates=1 --config.model.head_kernel_size=1'
+        + (' --config.dataset.num_classes=91' if name == 'fc1_coco' else '')
+        + '; or leave it out (the default) to train a fresh head')
+  kept = LayerMap(name, 'conv', ('head', 'branch0_classifier'), True)
+  return ([m for m in maps if not m.classifier] + [kept],
+          dataclasses.replace(release, has_classifier=True))
 
 
 def _hint(found, config) -> str:
@@ -726,16 +785,19 @@ def classifier_paths(config) -> list[str]:
   return sorted(p for p in target_shapes(config) if _is_classifier(p))
 
 
-def convert(layers: Sequence[Layer], config, source: str = 'the caffemodel'):
+def convert(layers: Sequence[Layer], config, source: str = 'the caffemodel',
+            keep_init_classifier: bool = False):
   """The front end's entry point: `deeplab_jax.convert.Converted` of the file.
 
   Classifier leaves for another class count keep the file's shapes; a file
   without a classifier lists those leaves in `absent`. The front end
   (`deeplab_jax.convert.assemble`) decides what to initialise afresh.
+  Classifiers left out on purpose (ImageNet fc8 / fc1000, the COCO init's
+  fc1_coco unless `keep_init_classifier`) are listed in `dropped`.
 
       converted = convert(read_caffemodel(path), config, source=path)
   """
   from deeplab_jax.convert import Converted  # pylint: disable=import-outside-toplevel
-  flat, release = _convert(layers, config, True, True, source)
+  flat, release = _convert(layers, config, True, True, source, keep_init_classifier)
   absent = frozenset(p for p in classifier_paths(config) if p not in flat)
-  return Converted(_nest(flat), absent, source=release.describe())
+  return Converted(_nest(flat), absent, source=release.describe(), dropped=release.dropped)

@@ -22,6 +22,9 @@ Releases:
                        `decimate_fc` keeps, the rest is random, so converting
                        gives branch 0's weights back (in every branch).
   'imagenet_resnet'    the ResNet trunk and InnerProduct fc1000.
+  'deeplab_v2_coco_init'  the ResNet trunk and one 1x1 Convolution fc1_coco
+                       (`init_classes` x C x 1 x 1 + bias, C = layer5's
+                       width; random): the COCO-pretrained init.caffemodel.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from deeplab_jax.convert import caffe
 from deeplab_jax.convert import caffe_schema
 from deeplab_jax.convert.caffe import Layer
 
-RELEASES = ('deeplab_v2_resnet', 'deeplab_v2_vgg', 'imagenet_vgg', 'imagenet_resnet')
+RELEASES = ('deeplab_v2_resnet', 'deeplab_v2_vgg', 'imagenet_vgg', 'imagenet_resnet',
+            'deeplab_v2_coco_init')
 
 
 def random_variables(config, seed=0) -> dict:
@@ -186,7 +190,8 @@ def _imagenet_fc(variables, config, width, seed):
 
 def layers_from_flax(variables, config, release='deeplab_v2_resnet', *,
                      classifier_tag='voc12', bn_scale_factor=999.0, bn_eps=None,
-                     msc_suffixes=(), imagenet_width=None, seed=0) -> list:
+                     msc_suffixes=(), imagenet_width=None, init_classes=91,
+                     seed=0) -> list:
   """The official Caffe layers (caffe.Layer) holding `variables`.
 
   `variables` is {'params', 'batch_stats'} of `models.build(config)`.
@@ -199,10 +204,10 @@ def layers_from_flax(variables, config, release='deeplab_v2_resnet', *,
     raise ValueError(f'release {release!r} is not one of {RELEASES}')
   variables = {c: _np(variables.get(c, {})) for c in ('params', 'batch_stats')}
   trunk = config.model.trunk
-  if (trunk == 'resnet') != release.endswith('resnet'):
+  if (trunk == 'resnet') != (release.endswith('resnet') or release == 'deeplab_v2_coco_init'):
     raise ValueError(f'release {release} does not fit model.trunk {trunk}')
   maps = caffe.layer_map(config, classifier_tag)
-  if release.startswith('imagenet'):
+  if release.startswith('imagenet') or release == 'deeplab_v2_coco_init':
     maps = [m for m in maps if not m.module[0] == 'head']
   weights = [_weight_layers(m, variables, bn_scale_factor, bn_eps) for m in maps]
   layers = _with_blobless_layers(weights, trunk, classifier_tag)
@@ -217,6 +222,14 @@ def layers_from_flax(variables, config, release='deeplab_v2_resnet', *,
         Layer('fc1000', 'InnerProduct', [rng.normal(0, 0.01, (1000, width)).astype(np.float32),
                                           np.zeros((1000,), np.float32)]),
         Layer('prob', 'Softmax')]
+  elif release == 'deeplab_v2_coco_init':
+    rng = np.random.default_rng(seed)
+    width = weights[-1].blobs[0].shape[0]  # layer5's output channels.
+    weight = rng.normal(0, 1 / np.sqrt(width), (init_classes, width, 1, 1))
+    bias = 0.1 * rng.normal(size=(init_classes,))
+    fc1 = Layer('fc1_coco', 'Convolution', [weight.astype(np.float32), bias.astype(np.float32)])
+    weights.append(fc1)
+    layers = layers[:-2] + [fc1, Layer('loss', 'SoftmaxWithLoss')]
   for suffix in msc_suffixes:
     layers += [Layer(w.name + suffix, w.type, [b.copy() for b in w.blobs], w.bn_eps)
                for w in weights]
