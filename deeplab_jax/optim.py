@@ -10,9 +10,25 @@ conv1_1 to fc7; ResNet's convs have none). BatchNorm's scale and offset
 (modules named `bn`) stay `backbone`, or with frozen BatchNorm form a `frozen`
 group that is never updated and holds no optimizer state. Weight decay
 applies to conv kernels only (Caffe's `decay_mult: 0` on biases).
+
+Per-layer rates (`optim.lr_mults`, Caffe's `blobs_lr` / `lr_mult` pairs): a
+tuple of (pattern, kernel_mult, bias_mult) rows; the first row whose regex
+`re.match`es a parameter's module path ('trunk/conv1_1', 'head/branch0_classifier',
+'multilayer/pool3_ms': the path without 'params/' and the leaf) sets its
+rate to base_lr x kernel_mult (leaf 'kernel', and BatchNorm's 'scale') or x
+bias_mult (leaf 'bias'), replacing the group multipliers above; a 0 puts the
+leaf in `frozen` (never updated, no optimizer state: Caffe's `blobs_lr: 0`,
+where weight decay moves nothing either). Unmatched parameters keep their
+group. v1's MSc fine-tuning stage (configs/voc_msc_largefov.py):
+
+    lr_mults = (('trunk/', 0, 0), ('head/', 0, 0), ('multilayer/', 1, 2))
+
+`lr_multipliers(params, optim_config)` gives every leaf's resulting multiplier.
 """
 
 from __future__ import annotations
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -61,19 +77,71 @@ def schedule_from_config(optim_config, num_steps):
   raise UserError(f'optim.schedule={kind!r} is not one of {SCHEDULES}')
 
 
-def param_labels(params, frozen_batch_norm=False):
-  """A tree like `params` with each leaf's group name."""
+def _mult_label(mult) -> str:
+  """The group of a per-layer multiplier: 'frozen' for 0, else 'lr_x{mult}'."""
+  return 'frozen' if mult == 0 else f'lr_x{float(mult):g}'
+
+
+def _layer_rows(lr_mults):
+  rows = []
+  for row in tuple(lr_mults or ()):
+    if len(row) != 3:
+      raise UserError(f'optim.lr_mults rows are (pattern, kernel_mult, bias_mult), not {row!r}')
+    pattern, kernel_mult, bias_mult = row
+    try:
+      compiled = re.compile(str(pattern))
+    except re.error as e:
+      raise UserError(f'optim.lr_mults pattern {pattern!r} is not a regex: {e}') from None
+    if float(kernel_mult) < 0 or float(bias_mult) < 0:
+      raise UserError(f'optim.lr_mults row {row!r}: multipliers must be >= 0')
+    rows.append((compiled, float(kernel_mult), float(bias_mult)))
+  return rows
+
+
+def param_labels(params, frozen_batch_norm=False, lr_mults=()):
+  """A tree like `params` with each leaf's group name.
+
+  `lr_mults`: optim.lr_mults rows (see the module docstring); a matched leaf's
+  group is 'lr_x{mult}' ('lr_x2') or 'frozen' for 0.
+  """
+  rows = _layer_rows(lr_mults)
+
   def label(path, _):
     names = [str(getattr(k, 'key', k)) for k in path]
     batch_norm = 'bn' in names[:-1]
     if frozen_batch_norm and batch_norm:
       return 'frozen'
+    module = '/'.join(names[:-1])
+    for pattern, kernel_mult, bias_mult in rows:
+      if pattern.match(module):
+        return _mult_label(bias_mult if names[-1] == 'bias' else kernel_mult)
     if any('classifier' in n for n in names[:-1]):
       return 'classifier_bias' if names[-1] == 'bias' else 'classifier_kernel'
     if names[-1] == 'bias' and not batch_norm:
       return 'backbone_bias'
     return 'backbone'
   return jax.tree_util.tree_map_with_path(label, params)
+
+
+def _group_mults(optim_config) -> dict:
+  """Group name -> learning-rate multiplier (no 'frozen': it never moves)."""
+  mults = {'backbone': 1.0,
+           'backbone_bias': optim_config.backbone_bias_lr_mult,
+           'classifier_kernel': optim_config.classifier_kernel_lr_mult,
+           'classifier_bias': optim_config.classifier_bias_lr_mult}
+  for _, kernel_mult, bias_mult in _layer_rows(optim_config.get('lr_mults', ())):
+    for mult in (kernel_mult, bias_mult):
+      if mult != 0:
+        mults[_mult_label(mult)] = mult
+  return mults
+
+
+def lr_multipliers(params, optim_config, frozen_batch_norm=False):
+  """A tree like `params` with each leaf's multiplier of the base rate (0: frozen)."""
+  mults = _group_mults(optim_config)
+  labels = param_labels(params, frozen_batch_norm, optim_config.get('lr_mults', ()))
+  return jax.tree_util.tree_map(lambda name: 0.0 if name == 'frozen' else float(mults[name]),
+                                labels)
 
 
 def _is_kernel(params):
@@ -85,13 +153,12 @@ def create_optimizer(optim_config, num_steps, frozen_batch_norm=False):
   """Returns (optax transformation, base learning-rate schedule).
 
   `frozen_batch_norm` (config.model.batch_norm == 'frozen') puts BatchNorm's
-  scale and offset in the `frozen` group.
+  scale and offset in the `frozen` group; `optim_config.lr_mults` (optional)
+  sets per-layer rates (module docstring).
   """
   schedule = schedule_from_config(optim_config, num_steps)
-  mults = {'backbone': 1.0,
-           'backbone_bias': optim_config.backbone_bias_lr_mult,
-           'classifier_kernel': optim_config.classifier_kernel_lr_mult,
-           'classifier_bias': optim_config.classifier_bias_lr_mult}
+  mults = _group_mults(optim_config)
+  lr_mults = optim_config.get('lr_mults', ())
   # Caffe's SGD: history = momentum * history + lr_t * grad; w -= history.
   # The rate scales each gradient as it enters the momentum buffer (optax.sgd
   # scales the whole buffer by the current rate instead: different right
@@ -106,6 +173,6 @@ def create_optimizer(optim_config, num_steps, frozen_batch_norm=False):
   tx = optax.chain(
       optax.add_decayed_weights(optim_config.weight_decay, mask=_is_kernel),
       optax.multi_transform(
-          groups, lambda p: param_labels(p, frozen_batch_norm)),
+          groups, lambda p: param_labels(p, frozen_batch_norm, lr_mults)),
   )
   return tx, schedule

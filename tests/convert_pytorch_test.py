@@ -335,7 +335,7 @@ def test_vgg16_v1_deeplab_and_msc_from_a_pth_file(tmp_path, tiny_vgg_state):
   # v1 MSc: the multi-layer score branches are new layers, reported absent.
   msc = pytorch.to_flax(state, _vgg_config(multilayer_widths=(8, 8)))
   assert 'multilayer' not in msc.variables['params']
-  assert 'params/multilayer/msc1_conv1/kernel' in msc.absent
+  assert 'params/multilayer/data_conv/kernel' in msc.absent
   assert len(msc.absent) == 2 + 5 * 3 * 2  # fc8; 5 branches x (conv1, conv2, classifier).
 
 

@@ -101,3 +101,43 @@ def test_momentum_keeps_past_rates_as_caffe_does():
     got.append(float(updates['w']['kernel']))
     history = 0.9 * history + (1.0 if step < 2 else 0.1) * 1.0
     assert got[-1] == pytest.approx(-history, rel=1e-6), step
+
+
+def test_per_layer_lr_mults_override_groups_and_freeze_at_zero():
+  """optim.lr_mults: Caffe's per-layer blobs_lr pairs; 0 = frozen, no state."""
+  params = {**PARAMS, 'multilayer': {'data_ms': {'kernel': jnp.ones((1, 1, 2, 3)),
+                                                 'bias': jnp.ones(3)}}}
+  rows = (('trunk/', 0, 0), ('head/', 0.0, 0.0), ('multilayer/', 1, 2))
+  labels = optim.param_labels(params, lr_mults=rows)
+  assert labels['trunk']['conv'] == {'kernel': 'frozen', 'bias': 'frozen'}
+  assert labels['multilayer']['data_ms'] == {'kernel': 'lr_x1', 'bias': 'lr_x2'}
+  config = _config(lr_mults=rows, weight_decay=0.1)
+  mults = optim.lr_multipliers(params, config)
+  assert mults['head']['branch0_classifier'] == {'kernel': 0.0, 'bias': 0.0}
+  assert mults['multilayer']['data_ms'] == {'kernel': 1.0, 'bias': 2.0}
+  tx, _ = optim.create_optimizer(config, num_steps=100)
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  state = tx.init(params)
+  updates, _ = tx.update(grads, state, params)
+  for leaf in jax.tree_util.tree_leaves(updates['trunk']) + jax.tree_util.tree_leaves(
+      updates['head']):
+    np.testing.assert_array_equal(leaf, 0)
+  np.testing.assert_allclose(updates['multilayer']['data_ms']['kernel'], -0.1 * 1.1)
+  np.testing.assert_allclose(updates['multilayer']['data_ms']['bias'], -0.2)
+  # Frozen leaves hold no momentum: only the multilayer leaves have traces.
+  traced = sum(x.size for x in jax.tree_util.tree_leaves(state) if x.ndim)
+  assert traced == 6 + 3
+
+
+def test_unmatched_params_keep_their_group_and_first_row_wins():
+  rows = (('trunk/conv', 0.5, 0.25), ('trunk/', 0, 0))
+  mults = optim.lr_multipliers(PARAMS, _config(lr_mults=rows))
+  assert mults['trunk']['conv'] == {'kernel': 0.5, 'bias': 0.25}
+  assert mults['trunk']['bn'] == {'scale': 0.0, 'bias': 0.0}
+  assert mults['head']['branch0_classifier'] == {'kernel': 10.0, 'bias': 20.0}
+
+
+@pytest.mark.parametrize('rows', [(('trunk/', 1),), (('(', 1, 1),), (('trunk/', -1, 1),)])
+def test_bad_lr_mults_rows_are_user_errors(rows):
+  with pytest.raises(UserError, match='lr_mults'):
+    optim.create_optimizer(_config(lr_mults=rows), num_steps=10)

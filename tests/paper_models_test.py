@@ -18,6 +18,7 @@ torch = pytest.importorskip('torch')
 from benchmarks import torch_deeplab  # pylint: disable=g-import-not-at-top
 from configs import voc_aspp, voc_largefov, voc_vgg_aspp
 from deeplab_jax import models
+from deeplab_jax.models.resize import resize_bilinear
 
 RTOL = 1e-4
 
@@ -160,21 +161,29 @@ def test_v1_msc_multilayer_scores_add_five_branches():
   model = models.build(config)
   images = _images((1, 43, 30, 3))
   variables = model.init(jax.random.key(0), images, train=False)
-  branches = sorted(k for k in variables['params']['multilayer'] if k.endswith('classifier'))
-  assert branches == [f'msc{i}_classifier' for i in range(1, 6)]
+  branches = sorted(k for k in variables['params']['multilayer'] if k.endswith('_ms'))
+  assert branches == ['data_ms'] + [f'pool{i}_ms' for i in range(1, 5)]
   # Image (stride 8), pool1 (4), pool2 (2), pool3 and pool4 (1) all land on 7x5.
-  strides = [variables['params']['multilayer'][f'msc{i}_conv1']['kernel'].shape
-             for i in range(1, 6)]
+  strides = [variables['params']['multilayer'][f'{b}_conv']['kernel'].shape
+             for b in ('data', 'pool1', 'pool2', 'pool3', 'pool4')]
   assert [s[2] for s in strides] == [3, 8, 16, 32, 64]
   without = variables['params'].copy()
   multilayer = without.pop('multilayer')
   zeroed = jax.tree_util.tree_map(jnp.zeros_like, multilayer)
   plain = models.build(_tiny(voc_largefov))
-  base = plain.apply({'params': without}, images, train=False)
-  # With every MSc classifier at zero (and zero bias) the scores are the plain model's.
-  got = model.apply({'params': {**without, 'multilayer': zeroed}}, images, train=False)
+  rngs = {'dropout': jax.random.key(1)}
+  base = plain.apply({'params': without}, images, train=True, rngs=rngs)
+  # With every MSc layer at zero the training scores are the plain model's ...
+  got = model.apply({'params': {**without, 'multilayer': zeroed}}, images, train=True, rngs=rngs)
+  assert got.shape == (1, 7, 5, 21)
   np.testing.assert_allclose(got, base, rtol=1e-6, atol=1e-6)
-  assert not np.allclose(model.apply(variables, images, train=False), base)
+  # ... and at test fc8 zoomed x8 (Caffe's Interp: 7 -> 49, cropped to 43).
+  base = plain.apply({'params': without}, images, train=False)
+  got = model.apply({'params': {**without, 'multilayer': zeroed}}, images, train=False)
+  assert got.shape == (1, 43, 30, 21)
+  np.testing.assert_allclose(got, resize_bilinear(base, (49, 33), True)[:, :43, :30],
+                             rtol=1e-5, atol=1e-5)
+  assert not np.allclose(model.apply(variables, images, train=False), got)
 
 
 # --------------------------------------------------- structure, counts ----

@@ -57,6 +57,16 @@ and the classifier is absent from the result (see below). A one-branch
 DeepLab file (fc6/fc7 without _k) given to a multi-branch config is read the
 same way ("init" files): shared fc6/fc7, no classifier.
 
+DeepLab v1 MSc / MSc-LargeFOV (model.multilayer_widths, TheLegendAli/
+DeepLab-Context voc12/config/DeepLab-MSc*/train.prototxt): the VGG layers
+above (fc8_{tag}: fc8_voc12, DeepLab-MSc's fc8_pascal) and, per branch b in
+data, pool1 .. pool4, Convolutions {b}_conv (128 x C x 3 x 3), {b}_fc (128 x
+128 x 1 x 1), {b}_ms (classes x 128 x 1 x 1), all with bias ->
+multilayer/{b}_conv, _fc, _ms. A file without any of them (the LargeFOV /
+DeepLab model the MSc stage fine-tunes from) converts with those leaves
+absent (`allow_missing_classifier`, and `convert()` lists them in `absent`):
+the front end initialises them.
+
 Multi-scale (MSC) releases: the v2 MSC prototxt runs the network three times
 with the layers of the 0.75 and 0.5 scales named with suffixes (`conv1_res075`,
 `fc1_voc12_c0_res05`) sharing the scale-1 layers' parameters, so the file
@@ -229,9 +239,8 @@ class LayerMap:
 
 def _check_supported(config):
   m = config.model
-  if tuple(m.multilayer_widths):
-    raise UserError('v1 MSc (model.multilayer_widths) has no Caffe layer mapping here; '
-                    'convert the LargeFOV weights without it')
+  if tuple(m.multilayer_widths) and m.trunk != 'vgg16':
+    raise UserError('v1 MSc (model.multilayer_widths) exists for model.trunk vgg16 only')
   if m.trunk not in ('resnet', 'vgg16'):
     raise UserError(f'Caffe weights exist for model.trunk resnet and vgg16, not {m.trunk!r}')
   if m.trunk == 'vgg16' and len(tuple(m.head_hidden)) != 2:
@@ -269,9 +278,34 @@ def _resnet_map(config, tag) -> list[LayerMap]:
   return out
 
 
-def _vgg_trunk_map() -> list[LayerMap]:
-  return [LayerMap(f'conv{s}_{i}', 'conv', ('trunk', f'conv{s}_{i}'))
-          for s, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+def _vgg_trunk_map(multilayer=False) -> list[LayerMap]:
+  """conv1_1 .. conv5_3; with `multilayer` v1 MSc's branches where the
+  prototxt has them (data_* first, pool{s}_* after conv{s}_*)."""
+  out = _msc_branch_map('data') if multilayer else []
+  for s, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)):
+    out += [LayerMap(f'conv{s}_{i}', 'conv', ('trunk', f'conv{s}_{i}')) for i in range(1, n + 1)]
+    if multilayer and s <= 4:
+      out += _msc_branch_map(f'pool{s}')
+  return out
+
+
+MSC_BRANCHES = ('data', 'pool1', 'pool2', 'pool3', 'pool4')
+
+
+def _msc_branch_map(branch) -> list[LayerMap]:
+  return [LayerMap(f'{branch}_{part}', 'conv', ('multilayer', f'{branch}_{part}'))
+          for part in ('conv', 'fc', 'ms')]
+
+
+def _msc_maps(maps, found, config) -> list[LayerMap]:
+  """`maps` with v1 MSc's layers where the model has them and the file any
+  (without: a LargeFOV / DeepLab file, the MSc leaves stay absent)."""
+  if not tuple(config.model.multilayer_widths):
+    return maps
+  msc = [m for b in MSC_BRANCHES for m in _msc_branch_map(b)]
+  if not any(m.caffe in found for m in msc):
+    return maps
+  return maps + msc
 
 
 def _vgg_head_map(config, tag) -> list[LayerMap]:
@@ -295,7 +329,8 @@ def layer_map(config, classifier_tag: str | None = 'voc12') -> list[LayerMap]:
   _check_supported(config)
   if config.model.trunk == 'resnet':
     return _resnet_map(config, classifier_tag)
-  return _vgg_trunk_map() + _vgg_head_map(config, classifier_tag)
+  return (_vgg_trunk_map(bool(tuple(config.model.multilayer_widths)))
+          + _vgg_head_map(config, classifier_tag))
 
 
 # ------------------------------------------------------- target and shapes ----
@@ -695,6 +730,7 @@ def _convert(layers, config, allow_classifier_mismatch, allow_missing_classifier
           f'no DeepLab classifier in the file ({release.describe()}'
           + (f'; its {", ".join(dropped)} classifies ImageNet' if dropped else '')
           + '): the classifier has to be initialised afresh (allow_missing_classifier=True)')
+  maps = _msc_maps(maps, found, config)
   for m in maps:
     layer = found.get(m.caffe)
     if layer is None:
@@ -747,6 +783,9 @@ def _hint(found, config) -> str:
             '(configs/voc_largefov.py, configs/voc_vgg_aspp.py)')
   if m.trunk == 'vgg16' and ('bn_conv1' in found or 'res2a_branch2a' in found):
     return 'the file is a ResNet (res2a_branch2a): use configs/voc_aspp.py'
+  if m.trunk == 'vgg16' and not tuple(m.multilayer_widths) and 'data_ms' in found:
+    return ('the file is a v1 MSc model (data_ms, pool1_ms, ..): configs/voc_msc_largefov.py '
+            '/ configs/voc_msc.py, or --config.model.multilayer_widths=128,128')
   if m.trunk == 'resnet':
     res4 = sum(bool(re.fullmatch(r'res4(?:[a-z]|b\d+)_branch2a', n)) for n in found)
     depth = {blocks[2]: d for d, blocks in BLOCKS.items()}.get(res4)
@@ -760,11 +799,18 @@ def _is_classifier(path):
   return path.startswith('params/head/') and '_classifier/' in path
 
 
+def _is_msc(path):
+  return path.startswith('params/multilayer/')
+
+
 def _check_tree(out, target, release, allow_mismatch, allow_missing, source, config):
   """Every leaf of the model, at its shape (the promised exceptions aside)."""
   problems = _Problems()
+  no_msc = not any(_is_msc(p) for p in out)  # A file without v1 MSc layers.
   for path, shape in target.items():
     if path not in out:
+      if _is_msc(path) and allow_missing and no_msc:
+        continue
       if not (_is_classifier(path) and allow_missing and not release.has_classifier):
         problems.missing.append(f'(no Caffe layer) -> {path} {shape}')
     elif out[path].shape != shape and not (_is_classifier(path) and allow_mismatch):
@@ -800,4 +846,6 @@ def convert(layers: Sequence[Layer], config, source: str = 'the caffemodel',
   from deeplab_jax.convert import Converted  # pylint: disable=import-outside-toplevel
   flat, release = _convert(layers, config, True, True, source, keep_init_classifier)
   absent = frozenset(p for p in classifier_paths(config) if p not in flat)
+  if not any(_is_msc(p) for p in flat):  # v1 MSc from a file without it.
+    absent |= frozenset(p for p in target_shapes(config) if _is_msc(p))
   return Converted(_nest(flat), absent, source=release.describe(), dropped=release.dropped)

@@ -4,7 +4,9 @@ Input convention (every model): NHWC images, RGB channel order, values 0-255
 (uint8 or float). The model itself reorders channels (`channel_order='bgr'` for
 Caffe weights), subtracts `pixel_mean` and divides by `pixel_std`, both given in
 the model's channel order. `apply(variables, images, train=False)` returns
-float32 logits at output stride 8: a size-n side gives ceil(n / 8) (321 -> 41).
+float32 logits at output stride 8: a size-n side gives ceil(n / 8) (321 -> 41),
+except v1 MSc (`multilayer`) at test, which returns its release's full-size
+fused map (513 -> 513; models/multilayer.py).
 
 Multi-scale inputs (v2's MSC): with `input_scales` = (1, 0.75, 0.5) the same
 network (shared parameters) runs on the normalised input resized bilinearly by
@@ -49,8 +51,9 @@ class DeepLab(nn.Module):
     if isinstance(features, tuple):
       features, skips = features
     logits = self.head(features, train=train)
-    if self.multilayer is not None:
-      logits = logits + self.multilayer(skips, logits.shape[1:3], train=train)
+    if self.multilayer is not None:  # Its fc_fusion; at test full size (multilayer.py).
+      logits = self.multilayer(skips, logits, train=train,
+                               align_corners=self.align_corners)
     return logits.astype(jnp.float32)
 
   @nn.compact

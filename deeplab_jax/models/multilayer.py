@@ -1,25 +1,66 @@
 """DeepLab v1's "MSc": class scores from multi-layer features.
 
-Not multi-scale inputs (that is v2's MSC, in `deeplab.py`): a two-layer MLP
-(3x3 conv, 128 channels, strided down to output stride 8; then 1x1, 128) on the
-input image and on each of pool1-pool4, each followed by its own 1x1 score
-layer, the scores summed with the main network's. Summing per-branch scores is
-the paper's "concatenate 5 x 128 channels before the classifier", written the
-way the released prototxt does it, so its weights map layer by layer.
+Not multi-scale inputs (that is v2's MSC, in `deeplab.py`): DeepLab-MSc and
+DeepLab-MSc-LargeFOV (TheLegendAli/DeepLab-Context bd4aac5, voc12/config/
+DeepLab-MSc*/train.prototxt, "Direct path to classifier" blocks) put a
+two-layer MLP on the input image and on each of pool1-pool4:
+
+  {b}_conv  3x3, pad 1, 128 channels, stride 8 / 4 / 2 / 1 / 1 (b = data,
+            pool1 .. pool4: every branch lands on the output-stride-8 grid,
+            321 -> 41), ReLU, dropout 0.5
+  {b}_fc    1x1, 128 channels, ReLU, dropout 0.5
+  {b}_ms    1x1, num_classes scores
+
+and `fc_fusion` (ELTWISE SUM) adds the five score maps to fc8's; the loss is
+on that sum. Summing per-branch scores is the paper's "concatenate 5 x 128
+channels before the classifier". Our modules carry the Caffe names
+(`multilayer/pool3_ms`), so released weights map by name.
+
+At test the release's test.prototxt differs: every {b}_conv has stride 1, and
+the score maps are zoomed to the image's size by Caffe `Interp` layers
+(pool1 x2, pool2 x4, pool3, pool4 and fc8 x8; the image branch is already
+there) before the sum, so the output is at full resolution (513 -> 513), not
+output stride 8. `train=False` does that; training keeps the strided sum.
+The strided training convs read exactly the dense maps' pixels 8 i (pad 1,
+3x3), so the two agree on the coarse grid.
+
+Initialisation follows the prototxt's fillers: Gaussian std 0.001 for {b}_conv
+and {b}_fc (pool4_fc 0.005), 0.01 for {b}_ms, biases 0; pool3_ms has no
+filler in the release, Caffe's default constant 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from deeplab_jax.models.atrous import AtrousConv
+from deeplab_jax.models.resize import resize_bilinear
 
 
-# Strides bringing the image, pool1, pool2, pool3 and pool4 to output stride 8.
-STRIDES = (8, 4, 2, 1, 1)
+@dataclasses.dataclass(frozen=True)
+class Branch:
+  """One "direct path to classifier" of the MSc prototxts."""
+  name: str  # Caffe prefix: {name}_conv, {name}_fc, {name}_ms.
+  stride: int  # {name}_conv's stride in train.prototxt (test: 1).
+  zoom: int  # test.prototxt's Interp zoom_factor for {name}_ms (1: none).
+  conv_std: float  # weight_filler std of {name}_conv ...
+  fc_std: float  # ... {name}_fc ...
+  ms_std: float  # ... {name}_ms (0: no filler, Caffe's constant 0).
+
+
+BRANCHES = (
+    Branch('data', 8, 1, 0.001, 0.001, 0.01),
+    Branch('pool1', 4, 2, 0.001, 0.001, 0.01),
+    Branch('pool2', 2, 4, 0.001, 0.001, 0.01),
+    Branch('pool3', 1, 8, 0.001, 0.001, 0.0),
+    Branch('pool4', 1, 8, 0.001, 0.005, 0.01),
+)
+STRIDES = tuple(b.stride for b in BRANCHES)
+FC8_ZOOM = 8  # test.prototxt's fc8_interp.
 
 
 def fit_to(x_BxHxWxC, size):
@@ -27,39 +68,64 @@ def fit_to(x_BxHxWxC, size):
 
   Only needed off the 8k + 1 sizes the prototxt was built for (321, 513):
   there the trunk's three ceil-mode pools round up where a strided conv
-  rounds down, and the maps differ by a pixel.
+  rounds down, and the maps differ by a pixel (Caffe's ELTWISE would refuse).
   """
   h, w = size
   x = x_BxHxWxC[:, :h, :w]
   return jnp.pad(x, ((0, 0), (0, h - x.shape[1]), (0, w - x.shape[2]), (0, 0)))
 
 
-class MultiLayerScores(nn.Module):
-  """Sum over skips of score(mlp(skip)); parameters under `msc{i}_*`.
+def zoom(x_BxHxWxC, factor, align_corners=True):
+  """Caffe's `Interp` zoom_factor: n -> (n - 1) * factor + 1, corners aligned
+  (False: n -> n * factor, half-pixel centres)."""
+  if factor == 1:
+    return x_BxHxWxC
+  _, h, w, _ = x_BxHxWxC.shape
+  if align_corners:
+    return resize_bilinear(x_BxHxWxC, ((h - 1) * factor + 1, (w - 1) * factor + 1), True)
+  return resize_bilinear(x_BxHxWxC, (h * factor, w * factor), False, 1.0 / factor)
 
-  `skips` are [image, pool1, pool2, pool3, pool4]; the first conv of each MLP
-  is 3x3 with pad 1 at stride 8, 4, 2, 1, 1 (321 -> 41 from every skip).
+
+def _normal(std):
+  return nn.initializers.normal(std) if std else nn.initializers.zeros
+
+
+class MultiLayerScores(nn.Module):
+  """fc8's scores plus every branch's, as the release's `fc_fusion`.
+
+  `skips` are [image, pool1, pool2, pool3, pool4]; `fc8` the head's scores.
+  Training: the sum at fc8's size (output stride 8). `train=False`: the
+  test prototxt's dense branches and zoomed maps, summed at the image's size.
+  Parameters `{data,pool1..pool4}_{conv,fc,ms}`.
   """
   num_classes: int
-  widths: Sequence[int] = (128, 128)
+  widths: Sequence[int] = (128, 128)  # {b}_conv, {b}_fc.
   dropout: float = 0.5
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, skips, out_size, train: bool):
-    total = None
-    for i, (x, stride) in enumerate(zip(skips, STRIDES), start=1):
-      for j, width in enumerate(self.widths):
-        first = j == 0
-        x = AtrousConv(width, 3 if first else 1, stride=stride if first else 1,
-                       dtype=self.dtype,
-                       kernel_init=nn.initializers.normal(0.001),
-                       name=f'msc{i}_conv{j + 1}')(x)
-        x = nn.relu(x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+  def __call__(self, skips, fc8, train: bool, align_corners: bool = True):
+    """`align_corners`: the test zooms' convention (the model's; Caffe: True)."""
+    if len(tuple(self.widths)) != 2:
+      raise ValueError(f'v1 MSc has two layers per branch ({{b}}_conv, {{b}}_fc), '
+                       f'not widths {tuple(self.widths)}')
+    if len(skips) != len(BRANCHES):
+      raise ValueError(f'MSc needs {len(BRANCHES)} skips (image, pool1-4), got {len(skips)}')
+    conv_width, fc_width = self.widths
+    maps = []
+    for x, b in zip(skips, BRANCHES):
+      x = AtrousConv(conv_width, 3, stride=b.stride if train else 1, dtype=self.dtype,
+                     kernel_init=_normal(b.conv_std), name=f'{b.name}_conv')(x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
+      x = AtrousConv(fc_width, 1, dtype=self.dtype,
+                     kernel_init=_normal(b.fc_std), name=f'{b.name}_fc')(x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
       y = AtrousConv(self.num_classes, 1, dtype=self.dtype,
-                     kernel_init=nn.initializers.normal(0.01),
-                     name=f'msc{i}_classifier')(x)
-      y = fit_to(y, out_size)
-      total = y if total is None else total + y
+                     kernel_init=_normal(b.ms_std), name=f'{b.name}_ms')(x)
+      maps.append(y if train else zoom(y, b.zoom, align_corners))
+    total = fc8 if train else zoom(fc8, FC8_ZOOM, align_corners)
+    size = total.shape[1:3] if train else maps[0].shape[1:3]
+    total = fit_to(total, size)
+    for y in maps:
+      total = total + fit_to(y, size).astype(total.dtype)
     return total
