@@ -52,6 +52,9 @@ def get_config(variant=None):
   config.input.scales = ()  # Discrete random scales (paper: 0.5..1.5); () = use scale_range.
   config.input.scale_range = (0.9, 1.1)  # Continuous random scale when `scales` is empty.
   config.input.flip = True  # Random horizontal flip.
+  # Training resize: 'aligned' (corner-aligned bilinear / nearest of the rounded size) or
+  # 'caffe' (Caffe's data layer: truncated size, OpenCV INTER_LINEAR / INTER_NEAREST, padding 0).
+  config.input.resize = 'aligned'
   config.input.shuffle_buffer = 1024  # Examples in the shuffle buffer.
   config.input.cache = True  # Keep decoded training images in memory (small datasets).
   config.input.eval_size = 192  # Eval images are padded to this square (>= largest image).

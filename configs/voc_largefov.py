@@ -62,6 +62,9 @@ def get_config(variant=None):
   config.input.scales = ()  # Random scales (v2 ResNet: 0.5..1.5); () = use scale_range.
   config.input.scale_range = (1.0, 1.0)  # No random scaling for v2 VGG.
   config.input.flip = True  # Random horizontal flip.
+  # Training resize: 'caffe' (Caffe's data layer: truncated size, OpenCV INTER_LINEAR /
+  # INTER_NEAREST, padding exactly 0 at the input) or 'aligned' (corner-aligned, rounded size).
+  config.input.resize = 'caffe'
   config.input.shuffle_buffer = 2048  # Examples in the shuffle buffer.
   config.input.cache = False  # 10,582 decoded images do not fit in host memory.
   config.input.eval_size = 513  # Whole VOC images (<= 500 px) padded to 513.

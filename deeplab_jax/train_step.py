@@ -126,6 +126,11 @@ def make_train_step(config, model, tx, schedule, mesh):
   metrics: 'loss', 'learning_rate', 'valid_pixels', and 'finite' (loss and
   every gradient finite; a device bool, fetched by the loop only when it
   logs or checkpoints).
+
+  With `config.input.resize='caffe'` the batch's 'valid' (B x H x W bool,
+  False on the crop's padding; the pipeline adds it) goes to the model,
+  which sets the normalised padding to exactly 0 as Caffe's data layer does;
+  a batch without 'valid' (synthetic benchmark batches) is used as it is.
   """
   base_rng = jax.random.key(config.seed + 1)
   accum = config.get('grad_accum_steps', 1)
@@ -133,15 +138,21 @@ def make_train_step(config, model, tx, schedule, mesh):
   if normalize not in losses.NORMALIZE:
     raise UserError(f'loss.normalize={normalize!r} is not one of {losses.NORMALIZE}')
   check_grad_accum(config, mesh)
+  zero_padding = config.input.get('resize', 'aligned') == 'caffe'
 
-  def forward(params, batch_stats, images, rng):
+  def forward(params, batch_stats, images, rng, valid=None):
+    kwargs = {} if valid is None else {'valid': valid}
     return model.apply({'params': params, 'batch_stats': batch_stats},
                        images, train=True, mutable=['batch_stats'],
-                       rngs={'dropout': rng})
+                       rngs={'dropout': rng}, **kwargs)
+
+  def padding_mask(batch):  # None: the model normalises every pixel.
+    return batch.get('valid') if zero_padding else None
 
   def whole_batch_grads(state, batch, rng):
     def loss_fn(params):
-      logits, updates = forward(params, state.batch_stats, batch['image'], rng)
+      logits, updates = forward(params, state.batch_stats, batch['image'], rng,
+                                padding_mask(batch))
       loss, num_valid = losses.total_loss(
           logits, batch['label'], config.loss.upsample_logits,
           config.model.align_corners, config.dataset.ignore_label, normalize)
@@ -154,6 +165,8 @@ def make_train_step(config, model, tx, schedule, mesh):
   def accumulated_grads(state, batch, rng):
     images = split_micro_batches(batch['image'], accum, mesh)
     labels = split_micro_batches(batch['label'], accum, mesh)
+    valid = padding_mask(batch)
+    valid = None if valid is None else split_micro_batches(valid, accum, mesh)
     # Valid pixels of the WHOLE batch per output map (MSC: one per scale),
     # from the labels alone: the normaliser of the whole batch's loss.
     shapes, _ = jax.eval_shape(forward, state.params, state.batch_stats,
@@ -163,8 +176,8 @@ def make_train_step(config, model, tx, schedule, mesh):
                                          config.model.align_corners)
                       != config.dataset.ignore_label) for s in shapes]
 
-    def micro_loss(params, batch_stats, images, labels, rng):
-      outputs, updates = forward(params, batch_stats, images, rng)
+    def micro_loss(params, batch_stats, images, labels, valid, rng):
+      outputs, updates = forward(params, batch_stats, images, rng, valid)
       outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
       loss = 0.0
       for out, total in zip(outputs, totals):
@@ -178,16 +191,17 @@ def make_train_step(config, model, tx, schedule, mesh):
 
     def body(carry, xs):
       grads, loss, batch_stats = carry
-      images_k, labels_k, k = xs
+      images_k, labels_k, valid_k, k = xs  # valid_k None without a mask.
       (loss_k, batch_stats), grads_k = jax.value_and_grad(micro_loss, has_aux=True)(
-          state.params, batch_stats, images_k, labels_k, jax.random.fold_in(rng, k))
+          state.params, batch_stats, images_k, labels_k, valid_k,
+          jax.random.fold_in(rng, k))
       grads = jax.tree_util.tree_map(jnp.add, grads, grads_k)
       return (grads, loss + loss_k, batch_stats), None
 
     zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
     (grads, loss, batch_stats), _ = jax.lax.scan(
         body, (zeros, jnp.zeros((), jnp.float32), state.batch_stats),
-        (images, labels, jnp.arange(accum)))
+        (images, labels, valid, jnp.arange(accum)))
     return loss, grads, batch_stats, totals[0]
 
   def train_step(state, batch):

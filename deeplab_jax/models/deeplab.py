@@ -3,7 +3,11 @@
 Input convention (every model): NHWC images, RGB channel order, values 0-255
 (uint8 or float). The model itself reorders channels (`channel_order='bgr'` for
 Caffe weights), subtracts `pixel_mean` and divides by `pixel_std`, both given in
-the model's channel order. `apply(variables, images, train=False)` returns
+the model's channel order (`normalize`). An optional `valid` (BxHxW bool) sets
+the normalised input to exactly 0 where it is False: padding as Caffe's data
+layer makes it (padded with the mean in float, so 0 after subtraction; a uint8
+mean colour is off by up to 0.5), what `input.resize='caffe'` asks for.
+`apply(variables, images, train=False)` returns
 float32 logits at output stride 8: a size-n side gives ceil(n / 8) (321 -> 41),
 except v1 MSc (`multilayer`) at test, which returns its release's full-size
 fused map (513 -> 513; models/multilayer.py).
@@ -56,13 +60,21 @@ class DeepLab(nn.Module):
                                align_corners=self.align_corners)
     return logits.astype(jnp.float32)
 
-  @nn.compact
-  def __call__(self, images_BxHxWx3, train: bool = False):
+  def normalize(self, images_BxHxWx3, valid_BxHxW=None):
+    """float32 network input: channels reordered, (x - mean) / std, and 0
+    where `valid_BxHxW` is False (None: nowhere). Uses no parameters."""
     x = images_BxHxWx3.astype(jnp.float32)
     if self.channel_order == 'bgr':
       x = x[..., ::-1]
     x = (x - jnp.asarray(self.pixel_mean, jnp.float32)) / jnp.asarray(
         self.pixel_std, jnp.float32)
+    if valid_BxHxW is not None:
+      x = jnp.where(jnp.asarray(valid_BxHxW, bool)[..., None], x, 0.0)
+    return x
+
+  @nn.compact
+  def __call__(self, images_BxHxWx3, train: bool = False, valid=None):
+    x = self.normalize(images_BxHxWx3, valid)  # MSC resizes this (zeroed) input.
     scales = tuple(self.input_scales)
     if scales == (1.0,):
       logits = self.scores(x, train)
