@@ -23,6 +23,7 @@ import ml_collections
 
 from configs import common
 from deeplab_jax.crf import params as crf_params
+from deeplab_jax.models import vgg
 
 from deeplab_jax.data.shapes_render import CLASS_NAMES
 
@@ -68,6 +69,11 @@ def get_config(variant=None):
   config.model.resnet_depth = 101  # trunk 'resnet' only: 50, 101, 152 (14 for tests).
   config.model.base_width = 64  # 'vgg16' / 'resnet': first conv's width, the rest scale (paper: 64).
   config.model.vgg_pool5a = False  # trunk 'vgg16' only: LargeFOV's 3x3 average pool before fc6.
+  # trunk 'vgg16': pool1 .. pool5 as (kernel, stride, pad), the release's
+  # (models/vgg.py: LARGEFOV_POOLS; v1 DeepLab V1_POOLS); vgg_eval_pools the
+  # test prototxt's where it differs (v1 DeepLab: V1_EVAL_POOLS), () = same.
+  config.model.vgg_pools = vgg.LARGEFOV_POOLS
+  config.model.vgg_eval_pools = ()
   config.model.multilayer_widths = ()  # v1 "MSc" MLP on image + pool1-4 (VGG: (128, 128)).
   config.model.input_scales = (1.0,)  # v2 MSC: (1.0, 0.75, 0.5), max-fused.
   config.model.batch_norm = 'train'  # 'train' (global-batch stats), 'frozen' or 'none'.
@@ -102,6 +108,10 @@ def get_config(variant=None):
   config.optim.backbone_bias_lr_mult = 1.0  # Paper (Caffe): 2 for the other convs' biases.
   config.optim.classifier_kernel_lr_mult = 1.0  # Paper: 10 for the last layer's weights.
   config.optim.classifier_bias_lr_mult = 1.0  # Paper: 20 for its biases.
+  # Per-layer rates (Caffe's blobs_lr pairs): rows (regex on the module path,
+  # kernel_mult, bias_mult), first match wins, 0 = frozen; () = the groups
+  # above (configs/voc_msc_largefov.py freezes trunk and head this way).
+  config.optim.lr_mults = ()
 
   config.loss = ml_collections.ConfigDict()
   config.loss.upsample_logits = True  # True: logits upsampled to the label size;
@@ -109,6 +119,11 @@ def get_config(variant=None):
   # 'batch': one mean over the batch's valid pixels; 'image': each image's
   # mean, averaged over images (Caffe's batch 1 x iter_size; the VOC configs).
   config.loss.normalize = 'batch'
+  # Pixels dropped at the top and left of the labels before they are shrunk
+  # to the score map (loss.upsample_logits False, corners aligned): Caffe's
+  # label_shrink `pad_beg`, negated (v1 DeepLab: 1, its score cell j sits on
+  # pixel 8 j + 1; the other releases: 0).
+  config.loss.label_offset = 0
 
   config.batch_size = 8  # Global batch, split over all devices.
   # Micro-batches per update (the paper's iter_size: Caffe 1 x 10, the PyTorch

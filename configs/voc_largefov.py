@@ -10,16 +10,10 @@ in Caffe. Data: put `VOCtrainval_11-May-2012.tar` and SBD's `benchmark.tgz`
 in `~/tensorflow_datasets/downloads/manual` (or `--config.dataset.manual_dir`);
 the first run prepares `voc2012_sbd` from them (README, "Datasets").
 
-Other v1/v2 VGG models are overrides of this file:
-  v1 DeepLab (fc6 4x4, rate 4, 4096 ch):  --config.model.head_kernel_size=4
-      --config.model.head_rates=4, --config.model.head_hidden=4096,4096
-      --config.model.vgg_pool5a=False
-  v1 DeepLab-7x7: as above with head_kernel_size=7
-  v1 MSc-LargeFOV: --config.model.multilayer_widths=128,128
-  and v1's recipe (batch 20, x0.1 every 2000 steps, 6000 steps) with any of
-  them: --config.optim.schedule=step --config.batch_size=20
-      --config.num_train_steps=6000
-  v2 ASPP-L / ASPP-S: configs/voc_vgg_aspp.py
+The v1 releases, each with its own recipe and CRF: configs/voc_largefov_v1.py
+(this network, batch 30, step schedule), configs/voc_deeplab_v1.py (v1
+"DeepLab", fc6 4x4, its own pools and crops), configs/voc_msc_largefov.py
+(v1 MSc-LargeFOV). v2 ASPP-L / ASPP-S: configs/voc_vgg_aspp.py.
 `configs/voc_largefov.py:tiny` is the same model family shrunk (VGG widths / 8)
 on the tiny built-in dataset, for smoke tests.
 """
@@ -29,6 +23,7 @@ import ml_collections
 from configs import common
 from configs import shapes
 from deeplab_jax.crf import params as crf_params
+from deeplab_jax.models import vgg
 
 VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle',
                'bus', 'car', 'cat', 'chair', 'cow', 'diningtable', 'dog',
@@ -78,6 +73,11 @@ def get_config(variant=None):
   config.model.resnet_depth = 101  # trunk 'resnet' only: 50, 101, 152 (14 for tests).
   config.model.base_width = 64  # 'vgg16' / 'resnet': first conv's width, the rest scale (paper: 64).
   config.model.vgg_pool5a = True  # LargeFOV's 3x3 average pool before fc6.
+  # trunk 'vgg16': pool1 .. pool5 as (kernel, stride, pad), the release's
+  # (models/vgg.py: LARGEFOV_POOLS; v1 DeepLab V1_POOLS); vgg_eval_pools the
+  # test prototxt's where it differs (v1 DeepLab: V1_EVAL_POOLS), () = same.
+  config.model.vgg_pools = vgg.LARGEFOV_POOLS
+  config.model.vgg_eval_pools = ()
   config.model.multilayer_widths = ()  # v1 "MSc" MLP on image + pool1-4: (128, 128).
   config.model.input_scales = (1.0,)  # v2 MSC: (1.0, 0.75, 0.5), max-fused.
   config.model.batch_norm = 'none'  # VGG has no BatchNorm.
@@ -112,6 +112,10 @@ def get_config(variant=None):
   config.optim.backbone_bias_lr_mult = 2.0  # Other conv biases at 2x, as Caffe's lr_mult: 2.
   config.optim.classifier_kernel_lr_mult = 10.0  # fc8 weights at 10x.
   config.optim.classifier_bias_lr_mult = 20.0  # fc8 biases at 20x.
+  # Per-layer rates (Caffe's blobs_lr pairs): rows (regex on the module path,
+  # kernel_mult, bias_mult), first match wins, 0 = frozen; () = the groups
+  # above (configs/voc_msc_largefov.py freezes trunk and head this way).
+  config.optim.lr_mults = ()
 
   config.loss = ml_collections.ConfigDict()
   config.loss.upsample_logits = False  # Labels shrunk (nearest) to the score map, as the paper.
@@ -119,6 +123,11 @@ def get_config(variant=None):
   # (Caffe's batch 1 x iter_size 10, the paper's); 'batch': one mean over the
   # batch's valid pixels (the PyTorch port's, per micro-batch of 5).
   config.loss.normalize = 'image'
+  # Pixels dropped at the top and left of the labels before they are shrunk
+  # to the score map (loss.upsample_logits False, corners aligned): Caffe's
+  # label_shrink `pad_beg`, negated (v1 DeepLab: 1, its score cell j sits on
+  # pixel 8 j + 1; the other releases: 0).
+  config.loss.label_offset = 0
 
   config.batch_size = 10  # Global batch, split over all devices.
   # Micro-batches per update (the paper's iter_size: Caffe 1 x 10, the PyTorch
@@ -134,7 +143,8 @@ def get_config(variant=None):
   config.eval_batch_size = 8  # Rounded up to a multiple of the device count.
 
   config.eval = common.evaluation()  # Inference mode, TTA, CRF, outputs (configs/common.py).
-  config.crf = common.crf(crf_params.VGG_LARGEFOV)  # The VGG-16 LargeFOV release's parameters (voc_aspp: ResNet's).
+  # The v1 LargeFOV release's run_densecrf.sh (4, 49, 5, 3, 3); no v2 VGG values were found.
+  config.crf = common.crf(crf_params.VGG_LARGEFOV)
 
   if variant == 'tiny':
     shrink_for_tests(config)

@@ -139,6 +139,7 @@ def make_train_step(config, model, tx, schedule, mesh):
     raise UserError(f'loss.normalize={normalize!r} is not one of {losses.NORMALIZE}')
   check_grad_accum(config, mesh)
   zero_padding = config.input.get('resize', 'aligned') == 'caffe'
+  label_offset = losses.check_label_offset(config.loss, config.model.align_corners)
 
   def forward(params, batch_stats, images, rng, valid=None):
     kwargs = {} if valid is None else {'valid': valid}
@@ -206,6 +207,7 @@ def make_train_step(config, model, tx, schedule, mesh):
 
   def train_step(state, batch):
     rng = jax.random.fold_in(base_rng, state.step)
+    batch = {**batch, 'label': losses.drop_label_border(batch['label'], label_offset)}
     grads_fn = whole_batch_grads if accum == 1 else accumulated_grads
     loss, grads, batch_stats, num_valid = grads_fn(state, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

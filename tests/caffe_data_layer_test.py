@@ -23,6 +23,7 @@ from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step
+from deeplab_jax.data import caffe_layer
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.errors import UserError
 
@@ -91,10 +92,10 @@ def test_resizing_equals_opencv_bit_for_bit(height, width, scale):
   image, label = _example(height, width, seed=int(scale * 100))
   size = (int(height * scale), int(width * scale))
   want = cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR)
-  got = input_pipeline.cv_resize_linear(image, tf.constant(size)).numpy()
+  got = caffe_layer.cv_resize_linear(image, tf.constant(size)).numpy()
   np.testing.assert_array_equal(got, want)  # OpenCV's fixed point, exactly.
   want = cv2.resize(label.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST)
-  got = input_pipeline.cv_resize_nearest(label[..., None], tf.constant(size)).numpy()
+  got = caffe_layer.cv_resize_nearest(label[..., None], tf.constant(size)).numpy()
   np.testing.assert_array_equal(got[..., 0], want)
 
 
@@ -103,10 +104,10 @@ def test_resizing_a_voc_sized_image_equals_opencv():
   for scale in (0.5, 0.75, 1.25, 1.5):
     size = (int(375 * scale), int(500 * scale))
     np.testing.assert_array_equal(
-        input_pipeline.cv_resize_linear(image, tf.constant(size)).numpy(),
+        caffe_layer.cv_resize_linear(image, tf.constant(size)).numpy(),
         cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR))
     np.testing.assert_array_equal(
-        input_pipeline.cv_resize_nearest(label[..., None], tf.constant(size)).numpy()[..., 0],
+        caffe_layer.cv_resize_nearest(label[..., None], tf.constant(size)).numpy()[..., 0],
         cv2.resize(label.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST))
 
 
