@@ -6,7 +6,7 @@
 
 JAX (`crf.dense_crf` on the permutohedral lattice, jitted, on JAX's default
 device) and, where pydensecrf2 is installed, the host reference (one image
-per process, all cores). Generated scenes (`crf.scenes`); the ResNet-101 v2
+per process, all cores). Generated scenes (`testing.scenes`); the ResNet-101 v2
 parameters. Prints one JSON line per (backend, batch): median seconds per
 batch and per image over --steps calls after a warm-up, compile seconds, and
 for JAX memory: the device's peak where it reports one (GPUs, TPUs), else
@@ -37,7 +37,7 @@ from absl import flags
 
 from benchmarks import timing
 from deeplab_jax import crf
-from deeplab_jax.crf import scenes
+from deeplab_jax.testing import scenes
 
 _BACKENDS = flags.DEFINE_list('backends', ['jax', 'host'], 'jax and/or host.')
 _BATCHES = flags.DEFINE_list('batches', ['1', '8'], 'Images per call.')

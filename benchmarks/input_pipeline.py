@@ -25,7 +25,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from deeplab_jax.data import fake_archives
+from deeplab_jax.testing import fake_archives
 from deeplab_jax.data import input_pipeline
 
 

@@ -11,7 +11,7 @@ update; the config's BatchNorm mode) at --train_batch, on random inputs at
 images/s, GFLOP per image from XLA's cost analysis, achieved GFLOP/s, `mfu`
 (over the device's dense peak, where known: benchmarks/timing.py) and
 compile seconds. With --torch, the same network in PyTorch
-(benchmarks/torch_deeplab.py: same layers, frozen BN as the port) is timed at
+(deeplab_jax/testing/torch_deeplab.py: same layers, frozen BN as the port) is timed at
 the same shapes and each JAX line gets `torch_ms` and `ratio` (JAX / PyTorch;
 below 1 = JAX faster). --torch_device=cuda runs it on the GPU, under
 torch.autocast(bfloat16) when the config's dtype is bfloat16. Results in
@@ -95,7 +95,7 @@ def torch_model(config, variables=None):
   With flax `variables`, the twin gets the same weights (same numbers, so
   neither side meets different value ranges).
   """
-  from benchmarks import torch_deeplab  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torch_deeplab  # pylint: disable=import-outside-toplevel
   m = config.model
   classes = config.dataset.num_classes
   if m.trunk == 'resnet':

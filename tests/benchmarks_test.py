@@ -77,7 +77,7 @@ def test_crf_benchmark_breakdown_times_every_part():
   import numpy as np  # pylint: disable=import-outside-toplevel
   from benchmarks import crf as crf_benchmark  # pylint: disable=import-outside-toplevel
   from deeplab_jax import crf  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.crf import scenes  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import scenes  # pylint: disable=import-outside-toplevel
   made = [scenes.natural_image_and_unaries(np.random.default_rng(i), 24, 32, 4) for i in range(2)]
   images = np.stack([m[0] for m in made])
   logits = np.log(np.stack([m[2] for m in made])).astype(np.float32)

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from deeplab_jax.data import cityscapes
 from deeplab_jax.data import datasets
-from deeplab_jax.data import fake_cityscapes
+from deeplab_jax.testing import fake_cityscapes
 from deeplab_jax.errors import UserError
 
 # cityscapesScripts `labels.py`, written out independently of the module:

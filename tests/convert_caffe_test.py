@@ -3,7 +3,7 @@
 Files are written by `fake_caffe` with the official layer names and blob
 layouts (BatchNorm blobs pre-multiplied by a scale factor, V1 legacy shapes
 for VGG) from random variables of the tiny configs; the full-size name tables
-come from shapes only. Parity: the PyTorch twin (benchmarks/torch_deeplab.py)
+come from shapes only. Parity: the PyTorch twin (deeplab_jax/testing/torch_deeplab.py)
 loads the Caffe blobs by Caffe name through a mapping written here, and its
 logits must equal those of our model with `caffe.to_flax`'s variables.
 """
@@ -18,7 +18,8 @@ import pytest
 
 from configs import voc_aspp, voc_largefov, voc_vgg_aspp
 from deeplab_jax import models
-from deeplab_jax.convert import caffe, caffe_schema, fake_caffe
+from deeplab_jax.convert import caffe, caffe_schema
+from deeplab_jax.testing import fake_caffe
 from deeplab_jax.convert.decimate import decimate_fc
 from deeplab_jax.errors import UserError
 
@@ -223,7 +224,7 @@ def _rel_err(got, expected):
 
 def test_resnet_logits_equal_pytorch_loaded_from_caffe_names(tmp_path, resnet):
   torch = pytest.importorskip('torch')
-  from benchmarks import torch_deeplab  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torch_deeplab  # pylint: disable=import-outside-toplevel
   config, variables = resnet
   layers = fake_caffe.layers_from_flax(variables, config, 'deeplab_v2_resnet',
                                        bn_scale_factor=999.0, bn_eps=1e-3)
@@ -248,7 +249,7 @@ def test_resnet_logits_equal_pytorch_loaded_from_caffe_names(tmp_path, resnet):
     ('vgg_aspp', dict(rates=(6, 12, 18, 24), pool5a=False))])
 def test_vgg_logits_equal_pytorch_loaded_from_caffe_names(tmp_path, request, which, kwargs):
   torch = pytest.importorskip('torch')
-  from benchmarks import torch_deeplab  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torch_deeplab  # pylint: disable=import-outside-toplevel
   config, variables = request.getfixturevalue(which)
   path = str(tmp_path / 'vgg.caffemodel')
   fake_caffe.write_caffemodel(

@@ -19,7 +19,8 @@ from configs import voc_aspp
 from deeplab_jax import checkpoint
 from deeplab_jax import convert
 from deeplab_jax import train_lib
-from deeplab_jax.convert import caffe, fake_caffe
+from deeplab_jax.convert import caffe
+from deeplab_jax.testing import fake_caffe
 from deeplab_jax.errors import UserError
 
 SCALE_FACTOR = 999.0

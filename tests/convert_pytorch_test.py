@@ -1,7 +1,7 @@
 """PyTorch checkpoints -> flax variables (deeplab_jax/convert/pytorch.py).
 
 The ResNet files are written by `torch.save` from the PyTorch twin
-(benchmarks/torch_deeplab.py, the port's exact keys) with random weights and
+(deeplab_jax/testing/torch_deeplab.py, the port's exact keys) with random weights and
 BatchNorm statistics; the converted model must give the twin's logits. The
 torchvision VGG-16 layout is built here from torchvision's own recipe (conv +
 ReLU per layer, a max pool per 'M'), full size as shapes only and shrunk with
@@ -17,7 +17,7 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from benchmarks import torch_deeplab  # pylint: disable=g-import-not-at-top
+from deeplab_jax.testing import torch_deeplab  # pylint: disable=g-import-not-at-top
 from configs import voc_aspp, voc_largefov, voc_vgg_aspp  # pylint: disable=g-import-not-at-top
 from deeplab_jax import models  # pylint: disable=g-import-not-at-top
 from deeplab_jax.convert import pytorch  # pylint: disable=g-import-not-at-top

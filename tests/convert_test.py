@@ -152,7 +152,7 @@ def test_cli_converts_a_caffemodel_that_evaluate_then_reads(tmp_path, data_dir):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   from configs import voc_aspp  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.convert import fake_caffe  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import fake_caffe  # pylint: disable=import-outside-toplevel
   config = voc_aspp.get_config('tiny')
   variables = fake_caffe.random_variables(config, seed=3)
   model_file = str(tmp_path / 'train_iter_20000.caffemodel')

@@ -15,7 +15,7 @@ import pytest
 
 from deeplab_jax.crf import host
 from deeplab_jax.crf import params as crf_params
-from deeplab_jax.crf import scenes
+from deeplab_jax.testing import scenes
 from deeplab_jax.errors import UserError
 
 needs_pydensecrf = pytest.mark.skipif(importlib.util.find_spec('pydensecrf') is None,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from deeplab_jax import crf
-from deeplab_jax.crf import scenes
+from deeplab_jax.testing import scenes
 from deeplab_jax.errors import UserError
 
 PROBS = dataclasses.replace(crf.RESNET_V2, unary='probs')

@@ -24,7 +24,7 @@ from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step
-from deeplab_jax.convert import fake_caffe
+from deeplab_jax.testing import fake_caffe
 from deeplab_jax.crf import dense_crf
 from deeplab_jax.crf import params as crf_params
 from deeplab_jax.data import input_pipeline

@@ -23,8 +23,8 @@ from configs import shapes as shapes_config
 from deeplab_jax import eval_lib
 from deeplab_jax import train_lib
 from deeplab_jax.data import cityscapes
-from deeplab_jax.data import fake_archives
-from deeplab_jax.data import fake_cityscapes
+from deeplab_jax.testing import fake_archives
+from deeplab_jax.testing import fake_cityscapes
 from deeplab_jax.data import files
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.data import voc

@@ -8,7 +8,7 @@ import pytest
 from deeplab_jax import crf
 from deeplab_jax.crf import dense_crf
 from deeplab_jax.crf import lattice as lattice_lib
-from deeplab_jax.crf import scenes
+from deeplab_jax.testing import scenes
 
 pydensecrf = pytest.importorskip('pydensecrf.densecrf')  # The dev extra installs it.
 

@@ -31,7 +31,7 @@ import pytest
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import convert
-from deeplab_jax.convert import fake_caffe
+from deeplab_jax.testing import fake_caffe
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden')
 WRITE = os.environ.get('DEEPLAB_JAX_WRITE_GOLDEN') == '1'

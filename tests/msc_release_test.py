@@ -16,7 +16,8 @@ import pytest
 from configs import voc_largefov, voc_msc, voc_msc_largefov
 from deeplab_jax import convert as convert_lib
 from deeplab_jax import models, optim
-from deeplab_jax.convert import caffe, fake_caffe
+from deeplab_jax.convert import caffe
+from deeplab_jax.testing import fake_caffe
 from deeplab_jax.errors import UserError
 from deeplab_jax.models import multilayer
 

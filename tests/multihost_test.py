@@ -152,7 +152,7 @@ def _crf_config():
 def _crf_batch():
   """8 images (24 x 32, padded) of different sizes: the images needing the
   most lattice points are all on process 1's rows."""
-  from deeplab_jax.crf import scenes  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import scenes  # pylint: disable=import-outside-toplevel
   sizes = [(12, 16), (16, 12), (20, 20), (12, 30), (24, 32), (22, 32), (24, 28), (24, 30)]
   images = np.zeros((8, 24, 32, 3), np.uint8)
   logits = np.zeros((8, 24, 32, 5), np.float32)

@@ -1,6 +1,6 @@
 """The paper's networks against an independent PyTorch implementation.
 
-benchmarks/torch_deeplab.py writes the same networks in PyTorch (the port's
+deeplab_jax/testing/torch_deeplab.py writes the same networks in PyTorch (the port's
 module names); given the same weights, outputs must agree within 1e-4
 relative in float32, on odd, non-square sizes. Tiny widths / depths keep this
 fast; the layer types and wiring are the full models'.
@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from benchmarks import torch_deeplab  # pylint: disable=g-import-not-at-top
+from deeplab_jax.testing import torch_deeplab  # pylint: disable=g-import-not-at-top
 from configs import voc_aspp, voc_largefov, voc_vgg_aspp
 from deeplab_jax import models
 from deeplab_jax.models.resize import resize_bilinear

@@ -1,7 +1,7 @@
 """The VGG-16 releases' architecture and recipe, held to their own prototxts.
 
 Every row below was read from the official files, not from our code or the
-PyTorch twin in benchmarks/torch_deeplab.py (which shares our assumptions):
+PyTorch twin in deeplab_jax/testing/torch_deeplab.py (which shares our assumptions):
 
   V1   TheLegendAli/DeepLab-Context voc12/vgg128_noup/{train,test,solver}.prototxt
        (v1 "DeepLab", fc6 4x4), line numbers at its first commit;
@@ -265,7 +265,7 @@ def test_v1_deeplab_release_converts_and_gives_the_test_prototxts_size(tmp_path)
   test output has the test prototxt's geometry (67 cells at 514 on the full
   model, as computed above; here the tiny widths at the tiny eval size)."""
   from deeplab_jax.convert import caffe  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.convert import fake_caffe  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import fake_caffe  # pylint: disable=import-outside-toplevel
   config = voc_deeplab_v1.get_config('tiny')
   variables = fake_caffe.random_variables(config, seed=3)
   layers = fake_caffe.layers_from_flax(variables, config, 'deeplab_v2_vgg',

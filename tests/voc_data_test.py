@@ -17,7 +17,7 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from deeplab_jax.data import fake_archives
+from deeplab_jax.testing import fake_archives
 from deeplab_jax.data import voc
 from deeplab_jax.errors import UserError
 
