@@ -18,7 +18,8 @@ import pytest
 
 from configs import voc_aspp, voc_largefov, voc_vgg_aspp
 from deeplab_jax import models
-from deeplab_jax.convert import caffe, caffe_schema
+from deeplab_jax.convert import caffe
+from deeplab_jax.convert.caffe import schema as caffe_schema
 from deeplab_jax.testing import fake_caffe
 from deeplab_jax.convert.decimate import decimate_fc
 from deeplab_jax.errors import UserError

@@ -20,10 +20,10 @@ uint8 (or float) RGB, 0-255, NHWC; the model itself reorders channels
 BGR 0-255 minus (104.008, 116.669, 122.675): `channel_order='bgr'`,
 `pixel_std=(1, 1, 1)`, as the VOC configs have. The PyTorch port kept that
 convention; torchvision's ImageNet VGG takes RGB normalised by the ImageNet
-mean/std instead (see `pytorch.py`).
+mean/std instead (see `pytorch/`).
 
 Formats are detected from the file: `.caffemodel` (protobuf, parsed without
-Caffe: `caffe.py`) or a `torch.save` checkpoint (`pytorch.py`, needs PyTorch).
+Caffe: `caffe/`) or a `torch.save` checkpoint (`pytorch/`, needs PyTorch).
 Layers the file does not have on purpose (the classifier of ImageNet weights,
 of the COCO-pretrained DeepLab v2 `init.caffemodel`, whose 91-class 1x1
 `fc1_coco` is dropped: `keep_init_classifier=True` keeps it for a one-branch
@@ -36,7 +36,6 @@ and the layer's kernel weights (params/crf/*) start from `config.crf`.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import zipfile
@@ -46,27 +45,19 @@ import ml_collections
 import numpy as np
 
 from deeplab_jax import models
-from deeplab_jax.models import crf_layer
+from deeplab_jax import variables_tree
+from deeplab_jax.convert import caffe
+from deeplab_jax.convert import pytorch
+from deeplab_jax.convert.converted import Converted, convention_differences
 from deeplab_jax.errors import UserError
+from deeplab_jax.models import crf_layer
+from deeplab_jax.variables_tree import flatten, unflatten
 
 CAFFE, PYTORCH = 'caffe', 'pytorch'
-
-
-@dataclasses.dataclass
-class Converted:
-  """What a source file gives: variables by path, and what it lacks on purpose.
-
-  `variables`: {'params': nested dict, 'batch_stats': nested dict} of numpy
-  arrays, in the model's tree (some leaves may be absent, see below).
-  `absent`: '/'-joined paths ('params/head/branch0_classifier/kernel') the
-  file does not have by design (ImageNet weights have no DeepLab classifier).
-  `dropped`: layers of the file left out on purpose, 'name (type): shapes'
-  (an ImageNet classifier, the COCO init's fc1_coco).
-  """
-  variables: dict
-  absent: frozenset = frozenset()
-  source: str = ''  # e.g. 'DeepLab v2 ResNet-101 (Caffe)'.
-  dropped: tuple = ()
+# Used here and by tests and callers as convert.<name>; defined in the modules named above.
+__all__ = ['CAFFE', 'PYTORCH', 'Converted', 'assemble', 'convention_differences',
+           'convert_to_workdir', 'detect', 'flatten', 'from_file', 'init_variables',
+           'input_warnings', 'is_classifier', 'read', 'sha256', 'unflatten', 'without_crf_layer']
 
 
 def detect(path: str) -> str:
@@ -85,28 +76,6 @@ def detect(path: str) -> str:
     return CAFFE
   raise UserError(f'{path}: neither a Caffe .caffemodel nor a PyTorch checkpoint '
                   '(torch.save); which file is it?')
-
-
-def flatten(tree, prefix=''):
-  out = {}
-  for key, value in tree.items():
-    path = f'{prefix}/{key}' if prefix else key
-    if isinstance(value, dict):
-      out.update(flatten(value, path))
-    else:
-      out[path] = value
-  return out
-
-
-def unflatten(flat):
-  tree = {}
-  for path, value in flat.items():
-    node = tree
-    *parents, leaf = path.split('/')
-    for key in parents:
-      node = node.setdefault(key, {})
-    node[leaf] = value
-  return tree
 
 
 def is_classifier(path: str) -> bool:
@@ -141,25 +110,25 @@ def assemble(converted: Converted, config, reinit_classifier=False, path='',
     fresh_variables = init_variables(config)
   target = flatten(fresh_variables)
   found = flatten(converted.variables)
+  wrong = {m.path: m for m in variables_tree.mismatches(variables_tree.shapes(found),
+                                                         variables_tree.shapes(target))}
   out, missing, misshaped, reinit = {}, [], [], []
   for name, fresh in target.items():
-    value = found.get(name)
-    if value is None:
+    mismatch = wrong.get(name)
+    if mismatch is None:
+      out[name] = np.asarray(found[name], np.float32)
+    elif mismatch.problem == variables_tree.MISSING:
       if name in converted.absent or crf_layer.is_layer_variable(name):
         out[name] = fresh
         reinit.append(name)
       else:
         missing.append(name)
-      continue
-    value = np.asarray(value, np.float32)
-    if value.shape == fresh.shape:
-      out[name] = value
     elif is_classifier(name) and reinit_classifier:
       out[name] = fresh
       reinit.append(name)
     else:
-      misshaped.append(f'{name}: file {value.shape}, model {fresh.shape}')
-  unexpected = sorted(set(found) - set(target))
+      misshaped.append(f'{name}: file {mismatch.have}, model {mismatch.want}')
+  unexpected = sorted(m.path for m in wrong.values() if m.problem == variables_tree.UNEXPECTED)
   problems = []
   if misshaped:
     hint = ''
@@ -178,38 +147,10 @@ def assemble(converted: Converted, config, reinit_classifier=False, path='',
   return unflatten(out), sorted(reinit)
 
 
-# What the Caffe releases (DeepLab v1/v2, ImageNet VGG-16) were trained on,
-# in the model config's terms (0-255 inputs; mean/std in the model's order).
-CAFFE_CONVENTION = {'channel_order': 'bgr',
-                    'pixel_mean': (104.008, 116.669, 122.675),
-                    'pixel_std': (1.0, 1.0, 1.0)}
-
-
-def convention_differences(config, convention: dict, description: str) -> list[str]:
-  """Lines saying where `config.model` departs from the weights' input convention.
-
-  Empty when they agree; each line gives the override that would fix it.
-  """
-  out = []
-  for field, want in convention.items():
-    have = config.model[field]
-    if isinstance(want, (str, bool)):
-      same, flag = have == want, str(want)
-    else:
-      same = len(have) == len(want) and np.allclose(have, want, rtol=0, atol=1e-3)
-      flag = ','.join(f'{v:g}' for v in want)
-    if not same:
-      shown = have if isinstance(have, (str, bool)) else tuple(have)
-      out.append(f'model.{field} is {shown!r}; {description} weights take '
-                 f'--config.model.{field}={flag}')
-  return out
-
-
 def input_warnings(path: str, converted: Converted, config) -> list[str]:
   """Where the config feeds the weights other inputs than they were trained on."""
   if detect(path) == CAFFE:
-    return convention_differences(config, CAFFE_CONVENTION, 'Caffe')
-  from deeplab_jax.convert import pytorch  # pylint: disable=import-outside-toplevel
+    return convention_differences(config, caffe.CONVENTION, 'Caffe')
   if converted.source not in pytorch.SOURCES:
     return []
   return pytorch.convention_differences(config, converted.source)
@@ -236,10 +177,8 @@ def read(path: str, config, keep_init_classifier: bool = False) -> Converted:
   config = without_crf_layer(config)
   fmt = detect(path)
   if fmt == CAFFE:
-    from deeplab_jax.convert import caffe  # pylint: disable=import-outside-toplevel
     return caffe.convert(caffe.read_caffemodel(path), config, source=path,
                          keep_init_classifier=keep_init_classifier)
-  from deeplab_jax.convert import pytorch  # pylint: disable=import-outside-toplevel
   return pytorch.convert(pytorch.read_state_dict(path), config)
 
 

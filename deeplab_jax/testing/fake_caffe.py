@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from deeplab_jax.convert import caffe
-from deeplab_jax.convert import caffe_schema
 from deeplab_jax.convert.caffe import Layer
+from deeplab_jax.convert.caffe import schema as caffe_schema
 
 RELEASES = ('deeplab_v2_resnet', 'deeplab_v2_vgg', 'imagenet_vgg', 'imagenet_resnet',
             'deeplab_v2_coco_init')

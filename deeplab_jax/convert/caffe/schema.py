@@ -7,7 +7,7 @@ BVLC Caffe's `src/caffe/proto/caffe.proto` (package `caffe`); DeepLab's Caffe
 forks (v1 and v2) keep them and only add fields and layer parameters, which
 protobuf skips as unknown fields, so the real files parse with this subset.
 
-    from deeplab_jax.convert import caffe_schema
+    from deeplab_jax.convert.caffe import schema as caffe_schema
     net = caffe_schema.NetParameter()
     net.ParseFromString(open('train_iter_20000.caffemodel', 'rb').read())
     for layer in net.layer:          # new format; net.layers: the V1 format
