@@ -1,4 +1,4 @@
-"""PyTorch checkpoints -> flax variables (deeplab_jax/convert/pytorch.py).
+"""PyTorch checkpoints -> flax variables (deeplab_jax/convert/pytorch/).
 
 The ResNet files are written by `torch.save` from the PyTorch twin
 (deeplab_jax/testing/torch_deeplab.py, the port's exact keys) with random weights and

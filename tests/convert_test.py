@@ -15,6 +15,7 @@ from deeplab_jax import checkpoint
 from deeplab_jax import convert
 from deeplab_jax import eval_lib
 from deeplab_jax import train_lib
+from deeplab_jax import variables_tree
 from deeplab_jax.errors import UserError
 
 
@@ -75,6 +76,29 @@ def test_missing_and_unexpected_leaves_are_named(weights, tiny_config):
   with pytest.raises(UserError) as e:
     convert.assemble(convert.Converted(convert.unflatten(flat)), tiny_config)
   assert gone in str(e.value) and 'params/extra/kernel' in str(e.value)
+
+
+def test_variables_tree_round_trips_and_lists_every_mismatch(weights, tiny_config):
+  flat = variables_tree.flatten(weights)
+  assert variables_tree.flatten(flat) == flat  # Already flat: unchanged.
+  again = variables_tree.unflatten(flat)
+  assert _flat(again).keys() == _flat(weights).keys()
+  assert variables_tree.unflatten({}, roots=('params', 'batch_stats')) == {
+      'params': {}, 'batch_stats': {}}
+  from deeplab_jax import models  # pylint: disable=import-outside-toplevel
+  want = models.variable_shapes(tiny_config)
+  assert variables_tree.mismatches(variables_tree.shapes(weights), want) == []
+  gone, bent = sorted(want)[:2]
+  have = dict(variables_tree.shapes(weights))
+  del have[gone]
+  have[bent] = have[bent] + (2,)
+  have['params/extra/kernel'] = (3,)
+  M = variables_tree.Mismatch  # pylint: disable=invalid-name
+  assert sorted(variables_tree.mismatches(have, want), key=lambda m: m.path) == sorted([
+      M(gone, variables_tree.MISSING, None, want[gone]),
+      M(bent, variables_tree.SHAPE, want[bent] + (2,), want[bent]),
+      M('params/extra/kernel', variables_tree.UNEXPECTED, (3,), None)],
+      key=lambda m: m.path)
 
 
 def test_detect_formats(tmp_path):

@@ -62,7 +62,7 @@ LFOV_CONVS = _convs(LFOV_CONV_LINES, [('fc6', 3, 12, 12, 1024, (1, 2), (1, 0), 4
                                       ('fc7', 1, 1, 0, 1024, (1, 2), (1, 0), 435),
                                       ('fc8_voc12', 1, 1, 0, 21, (10, 20), (1, 0), 465)])
 
-# Our parameter path of each Caffe layer (convert/caffe.py's name table).
+# Our parameter path of each Caffe layer (convert/caffe/names.py's name table).
 OUR_PATH = {'fc6': 'head/branch0_hidden0', 'fc7': 'head/branch0_hidden1',
             'fc8_pascal': 'head/branch0_classifier', 'fc8_voc12': 'head/branch0_classifier'}
 
