@@ -66,6 +66,7 @@ def detect_release(layers: Sequence[Layer], config,
 
 
 def detect_layers(found, config, source, target) -> Release:
+  """`detect_release` of `weight_layers`' name -> Layer, `target`: `target_shapes(config)`."""
   n = len(tuple(config.model.head_rates))
   if config.model.trunk == 'resnet':
     present, tag = _classifier_tag(found, _RESNET_CLASSIFIER, source, 'fc1_*_c<k> classifier')
