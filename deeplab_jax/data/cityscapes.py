@@ -39,6 +39,7 @@ import os
 
 import numpy as np
 
+from deeplab_jax.data import datasets
 from deeplab_jax.errors import UserError
 
 TFDS_NAME = 'cityscapes/semantic_segmentation'  # TFDS dataset/builder config.
@@ -114,3 +115,10 @@ def check_manual_dir(manual_dir: str) -> None:
         f'Download {IMAGES_ZIP} and {LABELS_ZIP} from {DOWNLOAD_URL} (free, '
         'needs an account), put them there unextracted, or pass the '
         'directory that holds them as the manual dir.')
+
+
+# `dataset.name='cityscapes'`, builder_config 'semantic_segmentation': TFDS's own builder.
+datasets.register('cityscapes',
+                  features=datasets.Features(IMAGE_KEY, LABEL_KEY, TRAIN_ID_TABLE,
+                                             CLASS_NAMES),
+                  check_manual_dir=check_manual_dir)

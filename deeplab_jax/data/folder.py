@@ -53,6 +53,7 @@ import re
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from deeplab_jax.data import datasets
 from deeplab_jax.data import files
 from deeplab_jax.errors import UserError
 
@@ -236,3 +237,17 @@ def builder(folder: str, class_names, name: str,
           f'{config.folder} with classes {class_names}; give this folder '
           'another name, or delete that directory to prepare it again')
   return result
+
+
+def _config_builder(dataset_config, data_dir):
+  """`builder` for `config.dataset` (name 'segmentation_folder')."""
+  if not dataset_config.get('folder'):
+    raise UserError('dataset segmentation_folder needs --config.dataset.folder=DIR')
+  if not dataset_config.builder_config:
+    raise UserError('dataset segmentation_folder needs a name for your dataset: '
+                    '--config.dataset.builder_config=NAME')
+  return builder(dataset_config.folder, tuple(dataset_config.class_names),
+                 dataset_config.builder_config, data_dir)
+
+
+datasets.register('segmentation_folder', builder=_config_builder)

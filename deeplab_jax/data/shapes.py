@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from deeplab_jax.data import datasets
 from deeplab_jax.data import shapes_render
 
 CLASS_NAMES = shapes_render.CLASS_NAMES
@@ -75,3 +76,6 @@ class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
           'segmentation_mask': label[..., None].astype(np.uint8),
           'image_id': image_id,
       }
+
+
+datasets.register('synthetic_shapes', features=datasets.Features(class_names=CLASS_NAMES))

@@ -54,6 +54,7 @@ from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
 
+from deeplab_jax.data import datasets
 from deeplab_jax.data import files
 from deeplab_jax.errors import UserError
 
@@ -395,3 +396,6 @@ def read_sbd_mat(data: bytes, name: str) -> np.ndarray:
 
 def _variables(mat: dict) -> list[str]:
   return [key for key in mat if not key.startswith('__')]
+
+
+datasets.register('voc2012_sbd', features=datasets.Features(class_names=CLASS_NAMES))
