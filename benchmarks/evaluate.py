@@ -75,7 +75,7 @@ def measure(config, settings, steps):
     assert labels.shape == (batch_size, height, width)
     yield {
         'setting': setting, 'device': timing.device_name(),
-        'trunk': config.model.trunk, 'dtype': config.model.dtype,
+        'trunk': config.model.backbone.name, 'dtype': config.model.dtype,
         'mode': options.mode,
         'window': list(options.window) if options.mode == 'sliding' else None,
         'stride': list(options.stride) if options.mode == 'sliding' else None,

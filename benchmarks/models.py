@@ -44,8 +44,8 @@ def _init_variables(model, images):
 
 def _record(config, framework, mode, batch, seconds, flops=None, compile_s=None,
             num_devices=1):
-  out = {'framework': framework, 'mode': mode, 'trunk': config.model.trunk,
-         'head_rates': list(config.model.head_rates),
+  out = {'framework': framework, 'mode': mode, 'trunk': config.model.backbone.name,
+         'head_rates': list(config.model.head.rates),
          'input_scales': list(config.model.input_scales),
          'impl': config.model.atrous_impl if framework == 'jax' else 'torch',
          'dtype': config.model.dtype, 'batch': batch,
@@ -98,15 +98,15 @@ def torch_model(config, variables=None):
   from deeplab_jax.testing import torch_deeplab  # pylint: disable=import-outside-toplevel
   m = config.model
   classes = config.dataset.num_classes
-  if m.trunk == 'resnet':
-    net = torch_deeplab.ResNetASPP(classes, m.resnet_depth, m.base_width,
-                                   tuple(m.head_rates))
-  elif m.trunk == 'vgg16':
-    net = torch_deeplab.VGGHead(classes, tuple(m.head_rates), m.head_kernel_size,
-                                tuple(m.head_hidden), m.vgg_pool5a, m.base_width,
+  if m.backbone.name == 'resnet':
+    net = torch_deeplab.ResNetASPP(classes, m.backbone.get('depth'), m.backbone.get('base_width', 64),
+                                   tuple(m.head.rates))
+  elif m.backbone.name == 'vgg16':
+    net = torch_deeplab.VGGHead(classes, tuple(m.head.rates), m.head.kernel_size,
+                                tuple(m.head.hidden), m.backbone.get('pool5a', False), m.backbone.get('base_width', 64),
                                 m.dropout)
   else:
-    raise ValueError(f'no PyTorch twin for trunk {m.trunk!r}')
+    raise ValueError(f'no PyTorch twin for trunk {m.backbone.name!r}')
   if variables is not None:
     torch_deeplab.load_flax_variables(net, variables)
   if tuple(m.input_scales) != (1.0,):

@@ -3,7 +3,7 @@
     python -m benchmarks.train_step --config configs/shapes.py
     python -m benchmarks.train_step --config configs/shapes.py --config.model.dtype=bfloat16
     # Scaling: devices x per-device batch, and the same network in PyTorch (CPU):
-    python -m benchmarks.train_step --config configs/voc_largefov.py:tiny \
+    python -m benchmarks.train_step --config configs/tiny.py:voc_largefov \
         --host_devices 4 --devices 1,2,4 --per_device_batch 1,4 --torch
 
 Times the jitted, data-parallel train step of `config` on random uint8 images
@@ -47,8 +47,7 @@ def measure(config, steps, batch_name='batch_size', devices=None):
   mesh = sharding.make_mesh(devices)
   sharding.check_divisible(config.batch_size, mesh, batch_name)
   model = models.build(config)
-  tx, schedule = optim.create_optimizer(
-      config.optim, config.num_train_steps, config.model.batch_norm == 'frozen')
+  tx, schedule = optim.from_config(config, model)
   state = train_step.create_train_state(config, model, tx, mesh)
   step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
   images, labels = timing.random_batch(config, config.batch_size)

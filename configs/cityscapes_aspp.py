@@ -19,30 +19,25 @@ Evaluation pads whole 1024x2048 frames (`input.eval_size`) and infers them
 in 513x513 windows at stride 342 (`eval.mode='sliding'`), averaging overlaps.
 """
 
+from configs import parts
 from configs import voc_aspp
 from deeplab_jax.data import cityscapes
 
 
-def get_config(variant=None):
-  config = voc_aspp.get_config(variant)
-  if variant == 'tiny':
-    return config  # The tiny built-in dataset, as voc_aspp:tiny.
-  config.dataset.name = 'cityscapes'  # TFDS's own builder (manual download).
-  config.dataset.builder_config = 'semantic_segmentation'  # gtFine labels.
-  config.dataset.train_split = 'train'  # 2,975 frames.
-  config.dataset.eval_split = 'validation'  # 500 frames.
-  config.dataset.num_classes = len(cityscapes.CLASS_NAMES)  # 19 train ids.
-  config.dataset.class_names = tuple(cityscapes.CLASS_NAMES)
-
-  config.input.crop_size = 513
-  del config.input['eval_size']  # An int in voc_aspp; here a (height, width) pair.
-  config.input.eval_size = (1024, 2048)  # Whole frames, padded to themselves.
+def get_config():
+  config = voc_aspp.get_config()
+  config.dataset = parts.dataset(
+      'cityscapes', len(cityscapes.CLASS_NAMES), cityscapes.CLASS_NAMES,  # 19 train ids.
+      builder_config='semantic_segmentation',  # TFDS's own builder (manual download), gtFine.
+      train_split='train', eval_split='validation')  # 2,975 / 500 frames.
+  config.input = parts.input_(
+      crop_size=513, eval_size=(1024, 2048),  # Whole frames, padded to themselves.
+      scales=config.input.scales,
+      shuffle_buffer=512)  # 1024x2048 frames are 6 MB decoded.
   config.eval.mode = 'sliding'  # 3 x 6 windows of 513 per frame.
   config.eval.window = (513, 513)
   config.eval.stride = (342, 342)
   config.eval.trimap_boundary = 'edges'  # Void marks regions here, not object outlines.
-  config.input.shuffle_buffer = 512  # 1024x2048 frames are 6 MB decoded.
-
   config.model.input_scales = (1.0,)  # No MSC.
   config.num_train_steps = 40000  # About 135 epochs of 2,975 frames at batch 10.
   return config

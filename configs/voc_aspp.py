@@ -15,34 +15,24 @@ converted. 20,000 steps of batch 10 at crop 321 with random scales
 {0.5, 0.75, 1, 1.25, 1.5}; frozen BatchNorm; lr 2.5e-4 (ASPP weights 10x,
 biases 20x); four losses summed (scales 1, 0.75, 0.5 and their max). A
 forward pass costs 276 GFLOP per 321x321 image with MSC (150 without).
-`--config.model.input_scales=1.0` trains without MSC; `--config.model.head_rates=12`
+`--config.model.input_scales=1.0` trains without MSC; `--config.model.head.rates=12`
 is the ResNet LargeFOV (75.54).
 """
 
-from configs import common
+from configs import parts
 from configs import voc_largefov
 from deeplab_jax.crf import params as crf_params
 
 
-def get_config(variant=None):
-  config = voc_largefov.get_config(variant)
+def get_config():
+  config = voc_largefov.get_config()
   config.input.scales = (0.5, 0.75, 1.0, 1.25, 1.5)  # Random scale, one of these.
-
-  config.model.trunk = 'resnet'
-  config.model.resnet_depth = 101
-  config.model.base_width = 64
-  config.model.vgg_pool5a = False  # VGG only.
-  config.model.batch_norm = 'frozen'  # Statistics and scale/offset fixed (Caffe use_global_stats).
-  config.model.head_rates = (6, 12, 18, 24)  # ASPP-L: four 3x3 convs 2048 -> classes, summed.
-  config.model.head_hidden = ()  # No fc6/fc7: each branch is the classifier.
-  config.model.dropout = 0.0
-  config.model.input_scales = (1.0, 0.75, 0.5)  # MSC, max-fused.
-
+  config.model = parts.model(
+      parts.resnet(depth=101),
+      parts.aspp(rates=(6, 12, 18, 24)),  # ASPP-L: four 3x3 convs 2048 -> classes, summed.
+      input_scales=(1.0, 0.75, 0.5),  # MSC, max-fused.
+      batch_norm='frozen',  # Statistics and scale/offset fixed (Caffe use_global_stats).
+      **parts.CAFFE_INPUT)
   config.optim.base_lr = 2.5e-4
-  config.crf = common.crf(crf_params.RESNET_V2)  # w1=4, sigma_alpha=67, sigma_beta=3, w2=3, sigma_gamma=1.
-  if variant == 'tiny':
-    config.model.resnet_depth = 14
-    config.model.base_width = 8
-    config.model.batch_norm = 'train'  # Random init: frozen statistics would be meaningless.
-    config.input.scales = (0.75, 1.0, 1.25)
+  config.crf = parts.crf(crf_params.RESNET_V2)  # w1=4, sigma_alpha=67, sigma_beta=3, w2=3, sigma_gamma=1.
   return config

@@ -14,7 +14,7 @@ train.prototxt / test.prototxt / solver.prototxt at its first commit):
   pools       pool1-3 kernel_size 2 / stride 2 / pad 1 (train.prototxt
               layers at lines 106, 160, 235); pool4 (line 310) kernel 2,
               stride 1, no pad; test.prototxt's pool4 (line 289) `pad: 1`
-              (model.vgg_pools / vgg_eval_pools: models/vgg.py V1_POOLS,
+              (model.backbone.pools / eval_pools: models/vgg.py V1_POOLS,
               V1_EVAL_POOLS); pool5 (line 392) 3x3 / 1 / pad 1; no pool5a.
   fc6         (line 407) kernel_size 4, hole 4, pad 6, num_output 4096 (the even kernel's
               13-pixel extent padded 6 / 6); fc7 1x1 4096; dropout 0.5 after
@@ -39,44 +39,33 @@ train.prototxt / test.prototxt / solver.prototxt at its first commit):
 
 DeepLab-7x7 (64.38 / 67.64 with the CRF, the v1 paper's val table as a
 public summary quotes it; not in shared/reference.md): no prototxt of it was
-found in any public copy of the release; `--config.model.head_kernel_size=7`
+found in any public copy of the release; `--config.model.head.kernel_size=7`
 builds fc6 7x7 at rate 4 on this trunk, which is an assumption, not the release.
-`configs/voc_deeplab_v1.py:tiny` is the same trunk shrunk (widths / 8) on the
+`configs/tiny.py:voc_deeplab_v1` is the same trunk shrunk (widths / 8) on the
 built-in tiny dataset for smoke tests.
 """
 
-from configs import common
-from configs import voc_largefov
+from configs import parts
+from configs import voc_largefov_v1
 from deeplab_jax.crf import params as crf_params
 from deeplab_jax.models import vgg
 
 
-def get_config(variant=None):
-  config = voc_largefov.get_config(variant)
-  m = config.model
-  m.vgg_pools = vgg.V1_POOLS  # train.prototxt's pools.
-  m.vgg_eval_pools = vgg.V1_EVAL_POOLS  # test.prototxt: pool4 pad 1.
-  m.vgg_pool5a = False  # pool5 feeds fc6 directly.
-  m.head_rates = (4,)  # fc6 hole 4.
-  m.head_kernel_size = 4  # fc6 kernel_size 4 (pad 6).
+def get_config():
+  config = voc_largefov_v1.get_config()  # Its solver: step schedule, 6,000 iterations.
+  config.model.backbone = parts.vgg16(
+      pools=vgg.V1_POOLS,  # train.prototxt's pools.
+      eval_pools=vgg.V1_EVAL_POOLS,  # test.prototxt: pool4 pad 1.
+      pool5a=False)  # pool5 feeds fc6 directly.
+  config.model.head = parts.aspp(
+      rates=(4,),  # fc6 hole 4.
+      kernel_size=4,  # fc6 kernel_size 4 (pad 6).
+      hidden=(4096, 4096),  # fc6, fc7 num_output 4096.
+      dropout=0.5)
   config.loss.label_offset = 1  # label_shrink pad_beg -1.
-  config.loss.normalize = 'batch'  # SoftmaxWithLoss: / valid pixels of the batch.
   config.eval.score_offset = 7  # fc8_crop pad_beg -7.
-  config.crf = common.crf(crf_params.VGG_DEEPLAB_V1)
-  if variant == 'tiny':
-    m.head_hidden = (16, 16)
-    config.input.crop_size = 34  # 8 k + 2, as 306.
-    config.input.eval_size = 66  # 8 k + 2, as 514.
-    return config
-  m.head_hidden = (4096, 4096)  # fc6, fc7 num_output 4096.
+  config.crf = parts.crf(crf_params.VGG_DEEPLAB_V1)
   config.input.crop_size = 306
   config.input.eval_size = 514
-  config.input.scales = ()
-  config.input.scale_range = (1.0, 1.0)  # No random scaling in v1.
   config.batch_size = 20  # train.prototxt batch_size 20.
-  config.optim.base_lr = 1e-3
-  config.optim.schedule = 'step'  # solver.prototxt: step, gamma 0.1, stepsize 2000.
-  config.optim.step_every = 2000
-  config.optim.step_gamma = 0.1
-  config.num_train_steps = 6000  # max_iter 6000.
   return config

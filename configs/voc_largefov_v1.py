@@ -25,18 +25,16 @@ release, corenel/deeplab-public exper/voc12/config/deeplab_largeFOV/:
                   POS_X_STD 3, MAX_ITER 10 (crf_params.VGG_LARGEFOV).
 
 configs/voc_largefov.py is the v2 paper's recipe for the same network (poly,
-20,000 steps of batch 10): 65.76 / 69.84. `:tiny` is the tiny smoke-test
-variant of configs/voc_largefov.py with this recipe's loss normalisation.
+20,000 steps of batch 10): 65.76 / 69.84. `configs/tiny.py:voc_largefov_v1` is it
+shrunk for smoke tests.
 """
 
 from configs import voc_largefov
 
 
-def get_config(variant=None):
-  config = voc_largefov.get_config(variant)
+def get_config():
+  config = voc_largefov.get_config()
   config.loss.normalize = 'batch'  # SoftmaxWithLoss: / valid pixels of the batch.
-  if variant == 'tiny':
-    return config
   config.batch_size = 30  # train.prototxt line 30 (paper text: 20).
   config.optim.base_lr = 1e-3
   config.optim.schedule = 'step'  # solver.prototxt: step, gamma 0.1, stepsize 2000.

@@ -13,7 +13,7 @@ line numbers):
               3x3/2 pad 1 (pool1-3, train lines 189-200, 344-355, 519-530),
               pool4 3x3/1 pad 1 (687-698), pool5 3x3/1 pad 1 (869-882), the
               same in test.prototxt (lines 140-142, 251-253, 378-380,
-              506-508, 650-652): model.vgg_pools = LARGEFOV_POOLS, no pool5a
+              506-508, 650-652): model.backbone.pools = LARGEFOV_POOLS, no pool5a
               (pool5 feeds fc6, line 885); conv5_x hole 2 pad 2.
   head        fc6 kernel_size 4, hole 4, pad 6, 4096 (lines 884-900), fc7
               1x1 4096 (916-930), fc8_pascal 1x1 classes (946-967).
@@ -37,10 +37,9 @@ the repository trains one (vgg128_noup has 2x2 pools): which model the
 authors fine-tuned from is not stated in these files.
 """
 
-from configs import common
+from configs import parts
 from configs import voc_msc_largefov
 from deeplab_jax.crf import params as crf_params
-from deeplab_jax.models import vgg
 
 # optim.lr_mults rows: Caffe's blobs_lr pairs.
 FROZEN_DEEPLAB = (('trunk/', 0.0, 0.0),  # conv1_1 .. conv5_3: blobs_lr 0 / 0.
@@ -49,16 +48,11 @@ FROZEN_DEEPLAB = (('trunk/', 0.0, 0.0),  # conv1_1 .. conv5_3: blobs_lr 0 / 0.
                   ('multilayer/', 1.0, 2.0))  # data_* / pool*_*: 1 / 2.
 
 
-def get_config(variant=None):
-  config = voc_msc_largefov.get_config(variant)
-  m = config.model
-  m.vgg_pools = vgg.LARGEFOV_POOLS
-  m.vgg_pool5a = False
-  m.head_kernel_size = 4
-  m.head_rates = (4,)
-  if variant != 'tiny':
-    m.head_hidden = (4096, 4096)
-    config.batch_size = 20
+def get_config():
+  config = voc_msc_largefov.get_config()
+  config.model.backbone.pool5a = False  # pool5 feeds fc6 (LargeFOV pools otherwise).
+  config.model.head = parts.aspp(rates=(4,), kernel_size=4, hidden=(4096, 4096), dropout=0.5)
+  config.batch_size = 20
   config.optim.lr_mults = FROZEN_DEEPLAB
-  config.crf = common.crf(crf_params.VGG_MSC)
+  config.crf = parts.crf(crf_params.VGG_MSC)
   return config

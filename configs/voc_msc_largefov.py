@@ -42,12 +42,12 @@ config/DeepLab-MSc-LargeFOV/ (line numbers of its train / test / solver.prototxt
               8000, the trainval run for the test server) is not this config.
   CRF         crf_params.VGG_LARGEFOV: no file found gives MSc-LargeFOV's own.
 
-`:tiny` is the same model family shrunk (VGG widths / 8, MSc widths 8) on the
-built-in tiny dataset, for smoke tests.
+`configs/tiny.py:voc_msc_largefov` is the same model family shrunk (VGG widths / 8,
+MSc widths 8) on the built-in tiny dataset, for smoke tests.
 """
 
-from configs import voc_largefov
-from deeplab_jax.models import vgg
+from configs import parts
+from configs import voc_largefov_v1
 
 # optim.lr_mults rows (pattern, kernel_mult, bias_mult): Caffe's blobs_lr pairs.
 FROZEN_LARGEFOV = (('trunk/', 0.0, 0.0),  # conv1_1 .. conv5_3: blobs_lr 0 / 0.
@@ -55,26 +55,8 @@ FROZEN_LARGEFOV = (('trunk/', 0.0, 0.0),  # conv1_1 .. conv5_3: blobs_lr 0 / 0.
                    ('multilayer/', 1.0, 2.0))  # data_* / pool*_*: blobs_lr 1 / 2.
 
 
-def get_config(variant=None):
-  config = voc_largefov.get_config(variant)
-  m = config.model
-  m.vgg_pools = vgg.LARGEFOV_POOLS
-  m.vgg_pool5a = True
-  m.multilayer_widths = (8, 8) if variant == 'tiny' else (128, 128)
-  config.loss.normalize = 'batch'
-  config.loss.label_offset = 0
+def get_config():
+  config = voc_largefov_v1.get_config()  # Its solver; loss / valid pixels of the batch.
+  config.model.multilayer = parts.multilayer(widths=(128, 128), dropout=0.5)
   config.optim.lr_mults = FROZEN_LARGEFOV
-  if variant == 'tiny':
-    return config
-  config.batch_size = 30
-  config.input.crop_size = 321
-  config.input.flip = True
-  config.input.eval_size = 513
-  config.optim.base_lr = 1e-3
-  config.optim.schedule = 'step'
-  config.optim.step_every = 2000
-  config.optim.step_gamma = 0.1
-  config.optim.momentum = 0.9
-  config.optim.weight_decay = 5e-4
-  config.num_train_steps = 6000
   return config

@@ -2,9 +2,10 @@
 per-group rates.
 
 Parameter groups (labels): `backbone`, `backbone_bias`, `classifier_kernel`,
-`classifier_bias`; the classifier is every module named `*classifier*` (the
-layers the paper trains at 10x / 20x the base rate: VGG's fc8, every ResNet
-ASPP branch). `backbone_bias` is every other conv's bias, which Caffe's
+`classifier_bias`; the classifier is the modules the model's parts declare
+(`models.classifier_paths(config)`, e.g. 'head/branch0_classifier': the
+layers the paper trains at 10x / 20x the base rate, VGG's fc8, every ResNet
+ASPP branch), passed in as `classifiers`, never guessed from names. `backbone_bias` is every other conv's bias, which Caffe's
 prototxts train at 2x (`lr_mult: 1` weights, `lr_mult: 2` biases: VGG's
 conv1_1 to fc7; ResNet's convs have none). BatchNorm's scale and offset
 (modules named `bn`) stay `backbone`, or with frozen BatchNorm form a `frozen`
@@ -23,7 +24,8 @@ group. v1's MSc fine-tuning stage (configs/voc_msc_largefov.py):
 
     lr_mults = (('trunk/', 0, 0), ('head/', 0, 0), ('multilayer/', 1, 2))
 
-`lr_multipliers(params, optim_config)` gives every leaf's resulting multiplier.
+`lr_multipliers(params, optim_config, classifiers=...)` gives every leaf's
+resulting multiplier.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from deeplab_jax import models
 from deeplab_jax.errors import UserError
 
 GROUPS = ('backbone', 'backbone_bias', 'classifier_kernel', 'classifier_bias', 'frozen')
@@ -98,12 +101,14 @@ def _layer_rows(lr_mults):
   return rows
 
 
-def param_labels(params, frozen_batch_norm=False, lr_mults=()):
+def param_labels(params, frozen_batch_norm=False, lr_mults=(), *, classifiers):
   """A tree like `params` with each leaf's group name.
 
+  `classifiers`: the classifier layers' module paths (models.classifier_paths).
   `lr_mults`: optim.lr_mults rows (see the module docstring); a matched leaf's
   group is 'lr_x{mult}' ('lr_x2') or 'frozen' for 0.
   """
+  classifiers = tuple(classifiers)
   rows = _layer_rows(lr_mults)
 
   def label(path, _):
@@ -115,7 +120,7 @@ def param_labels(params, frozen_batch_norm=False, lr_mults=()):
     for pattern, kernel_mult, bias_mult in rows:
       if pattern.match(module):
         return _mult_label(bias_mult if names[-1] == 'bias' else kernel_mult)
-    if any('classifier' in n for n in names[:-1]):
+    if models.is_classifier('/'.join(names), classifiers):
       return 'classifier_bias' if names[-1] == 'bias' else 'classifier_kernel'
     if names[-1] == 'bias' and not batch_norm:
       return 'backbone_bias'
@@ -136,10 +141,11 @@ def _group_mults(optim_config) -> dict:
   return mults
 
 
-def lr_multipliers(params, optim_config, frozen_batch_norm=False):
+def lr_multipliers(params, optim_config, frozen_batch_norm=False, *, classifiers):
   """A tree like `params` with each leaf's multiplier of the base rate (0: frozen)."""
   mults = _group_mults(optim_config)
-  labels = param_labels(params, frozen_batch_norm, optim_config.get('lr_mults', ()))
+  labels = param_labels(params, frozen_batch_norm, optim_config.get('lr_mults', ()),
+                        classifiers=classifiers)
   return jax.tree_util.tree_map(lambda name: 0.0 if name == 'frozen' else float(mults[name]),
                                 labels)
 
@@ -149,8 +155,10 @@ def _is_kernel(params):
       lambda path, _: str(getattr(path[-1], 'key', path[-1])) == 'kernel', params)
 
 
-def create_optimizer(optim_config, num_steps, frozen_batch_norm=False):
+def create_optimizer(optim_config, num_steps, frozen_batch_norm=False, *, classifiers):
   """Returns (optax transformation, base learning-rate schedule).
+
+  `classifiers`: the model's classifier module paths (models.classifier_paths).
 
   `frozen_batch_norm` (config.model.batch_norm == 'frozen') puts BatchNorm's
   scale and offset in the `frozen` group; `optim_config.lr_mults` (optional)
@@ -173,6 +181,16 @@ def create_optimizer(optim_config, num_steps, frozen_batch_norm=False):
   tx = optax.chain(
       optax.add_decayed_weights(optim_config.weight_decay, mask=_is_kernel),
       optax.multi_transform(
-          groups, lambda p: param_labels(p, frozen_batch_norm, lr_mults)),
+          groups, lambda p: param_labels(p, frozen_batch_norm, lr_mults,
+                                         classifiers=classifiers)),
   )
   return tx, schedule
+
+
+def from_config(config, model=None):
+  """`create_optimizer` for `config`: its schedule, frozen BatchNorm and the
+  classifier layers its model's parts declare (`model`: built if None)."""
+  model = models.build(config) if model is None else model
+  return create_optimizer(config.optim, config.num_train_steps,
+                          config.model.batch_norm == 'frozen',
+                          classifiers=model.classifier_paths())

@@ -178,8 +178,7 @@ def train_and_evaluate(config, workdir, mesh=None):
   sharding.check_divisible(config.batch_size, mesh, 'batch_size')
   train_step_lib.check_grad_accum(config, mesh)
   model = models.build(config)
-  tx, schedule = optim.create_optimizer(
-      config.optim, config.num_train_steps, config.model.batch_norm == 'frozen')
+  tx, schedule = optim.from_config(config, model)
   local_batch_size = sharding.local_batch_size(config.batch_size)
 
   mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep)

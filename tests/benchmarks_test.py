@@ -1,5 +1,6 @@
 """The benchmark scripts run and report sane figures (no timing assertions)."""
 
+from configs import tiny
 from benchmarks import timing
 from benchmarks import train_step as train_step_benchmark
 
@@ -40,7 +41,7 @@ def test_xla_flops_counts_the_whole_program_also_without_lowered_analysis(monkey
 def test_models_benchmark_times_jax_and_pytorch_twins():
   from benchmarks import models as models_benchmark  # pylint: disable=import-outside-toplevel
   from configs import voc_aspp  # pylint: disable=import-outside-toplevel
-  config = voc_aspp.get_config('tiny')
+  config = tiny.get_config(voc_aspp)
   config.model.input_scales = (1.0,)
   config.model.atrous_impl = 'taps'
   line = models_benchmark.time_jax_forward(config, batch=1, steps=1)
@@ -63,7 +64,7 @@ def test_atrous_benchmark_times_every_implementation_and_pytorch():
 def test_evaluate_benchmark_reports_each_setting():
   from benchmarks import evaluate as evaluate_benchmark  # pylint: disable=import-outside-toplevel
   from configs import shapes  # pylint: disable=import-outside-toplevel
-  config = shapes.get_config('tiny')
+  config = tiny.get_config(shapes)
   lines = list(evaluate_benchmark.measure(config, ['single', 'msc_flip'], steps=1))
   assert [line['setting'] for line in lines] == ['single', 'msc_flip']
   assert lines[0]['scales'] == [1.0] and not lines[0]['flip']

@@ -206,7 +206,7 @@ def test_train_step_and_grad_accum_use_the_padding_mask(tiny_config, tiny_builde
            'label': batch['label']}
   mesh = sharding.make_mesh(jax.devices()[:2])
   model = models.build(config)
-  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
 
   def loss(cfg, b):  # One step from the same initial state (seeded; donated).
     step = train_step.make_train_step(cfg, model, tx, schedule, mesh)

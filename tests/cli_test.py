@@ -9,11 +9,11 @@ from absl import flags
 from ml_collections import config_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, 'configs', 'shapes.py')
+CONFIG = os.path.join(ROOT, 'configs', 'tiny.py')  # :shapes, the demo shrunk.
 
 
 def _parse(*args):
-  argv = ['prog', f'--config={CONFIG}:tiny', *args]
+  argv = ['prog', f'--config={CONFIG}:shapes', *args]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file('config', None, 'test', flag_values=values,
                                   lock_config=True, sys_argv=argv)
@@ -22,10 +22,10 @@ def _parse(*args):
 
 
 def test_overrides_reach_every_field():
-  config = _parse('--config.batch_size=16', '--config.model.head_rates=1,3,5',
+  config = _parse('--config.batch_size=16', '--config.model.head.rates=1,3,5',
                   '--config.optim.base_lr=0.5', '--config.dataset.data_dir=/x')
   assert config.batch_size == 16
-  assert tuple(config.model.head_rates) == (1, 3, 5)
+  assert tuple(config.model.head.rates) == (1, 3, 5)
   assert config.optim.base_lr == 0.5 and config.dataset.data_dir == '/x'
 
 
@@ -50,7 +50,7 @@ def _assert_clear_error(result, *needles):
 
 
 def test_cli_mistyped_key_names_it(tmp_path):
-  result = _run('train.py', f'--config={CONFIG}:tiny', f'--workdir={tmp_path}',
+  result = _run('train.py', f'--config={CONFIG}:shapes', f'--workdir={tmp_path}',
                 '--config.bach_size=8')
   _assert_clear_error(result, 'bach_size', 'Did you mean "batch_size"')
 
@@ -63,18 +63,18 @@ def test_cli_missing_config_file(tmp_path):
 def test_cli_unwritable_workdir(tmp_path):
   blocker = tmp_path / 'a_file'
   blocker.write_text('not a directory')
-  result = _run('train.py', f'--config={CONFIG}:tiny', f'--workdir={blocker}/run')
+  result = _run('train.py', f'--config={CONFIG}:shapes', f'--workdir={blocker}/run')
   _assert_clear_error(result, 'cannot write to workdir', str(blocker))
 
 
 def test_cli_batch_not_divisible_by_devices(tmp_path):
-  result = _run('train.py', f'--config={CONFIG}:tiny', f'--workdir={tmp_path}',
+  result = _run('train.py', f'--config={CONFIG}:shapes', f'--workdir={tmp_path}',
                 '--config.batch_size=12')
   _assert_clear_error(result, 'batch_size=12', 'over 8 devices',
                       '--config.batch_size=8', '--config.batch_size=16')
 
 
 def test_cli_evaluate_without_checkpoint(tmp_path, data_dir):
-  result = _run('evaluate.py', f'--config={CONFIG}:tiny', f'--workdir={tmp_path}',
+  result = _run('evaluate.py', f'--config={CONFIG}:shapes', f'--workdir={tmp_path}',
                 data_dir=data_dir)
   _assert_clear_error(result, 'no checkpoint in', str(tmp_path))

@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from configs import shapes as shapes_config  # pylint: disable=g-import-not-at-top
+from configs import tiny  # pylint: disable=g-import-not-at-top
 from deeplab_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 
 assert jax.device_count() == 8, 'tests expect 8 fake CPU devices'
@@ -33,7 +34,7 @@ assert jax.device_count() == 8, 'tests expect 8 fake CPU devices'
 def data_dir(tmp_path_factory):
   """A TFDS data dir holding the built `synthetic_shapes/tiny`."""
   path = str(tmp_path_factory.mktemp('tfds'))
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   config.dataset.data_dir = path
   input_pipeline.get_builder(config.dataset)
   return path
@@ -41,13 +42,13 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_config(data_dir):
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   config.dataset.data_dir = data_dir
   return config
 
 
 @pytest.fixture(scope='session')
 def tiny_builder(data_dir):
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   config.dataset.data_dir = data_dir
   return input_pipeline.get_builder(config.dataset)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from configs import voc_aspp, voc_largefov, voc_vgg_aspp
+from configs import tiny
 from deeplab_jax import models
 from deeplab_jax.convert import caffe
 from deeplab_jax.convert.caffe import schema as caffe_schema
@@ -28,10 +29,9 @@ RTOL = 1e-4
 
 
 def _tiny(config_module, **model):
-  config = config_module.get_config('tiny')
+  config = tiny.get_config(config_module)
   config.model.input_scales = (1.0,)
-  for key, value in model.items():
-    config.model[key] = value
+  tiny.override(config.model, **model)
   return config
 
 
@@ -350,7 +350,7 @@ def test_imagenet_vgg_fc6_fc7_decimated_and_no_classifier(tmp_path, request, whi
                                read['fc7'].blobs[1].ravel(), out_channels=16, kernel_size=1,
                                in_channels=16)
   original = variables['params']['head']
-  for branch in range(len(config.model.head_rates)):  # Every branch the same.
+  for branch in range(len(config.model.head.rates)):  # Every branch the same.
     for j, (kernel, bias) in enumerate(((kernel6, bias6), (kernel7, bias7))):
       leaf = params['head'][f'branch{branch}_hidden{j}']
       np.testing.assert_array_equal(leaf['kernel'], kernel)
@@ -411,11 +411,11 @@ def test_unexpected_layers_and_deeper_files_are_errors(resnet):
 
 def test_other_depth_or_trunk_gets_a_hint(resnet, largefov):
   config, _ = resnet
-  deeper = _tiny(voc_aspp, batch_norm='frozen', resnet_depth=50)
+  deeper = _tiny(voc_aspp, batch_norm='frozen', backbone__depth=50)
   layers = fake_caffe.layers_from_flax(fake_caffe.random_variables(deeper), deeper,
                                        'deeplab_v2_resnet')
   with pytest.raises(UserError, match=r'res4 has 6 blocks, a ResNet-50: '
-                                      r'--config.model.resnet_depth=50'):
+                                      r'--config.model.backbone.depth=50'):
     caffe.to_flax(layers, config)
   vgg_config, vgg_variables = largefov
   with pytest.raises(UserError, match='the file is a VGG-16'):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from configs import voc_aspp
+from configs import tiny
 from deeplab_jax import checkpoint
 from deeplab_jax import convert
 from deeplab_jax import train_lib
@@ -27,7 +28,7 @@ SCALE_FACTOR = 999.0
 
 
 def _config(data_dir=None):
-  config = voc_aspp.get_config('tiny')
+  config = tiny.get_config(voc_aspp)
   config.model.input_scales = (1.0,)
   config.model.batch_norm = 'frozen'  # As the paper trains from the init.
   if data_dir:
@@ -38,8 +39,8 @@ def _config(data_dir=None):
 def _one_branch_coco(config):
   """The network init.caffemodel was trained as: the trunk and one 1x1 91-class layer."""
   config = config.copy_and_resolve_references()
-  config.model.head_rates = (1,)
-  config.model.head_kernel_size = 1
+  config.model.head.rates = (1,)
+  config.model.head.kernel_size = 1
   config.dataset.num_classes = 91
   return config
 
@@ -95,7 +96,7 @@ def test_trunk_from_the_file_head_fresh(converted_dir, init_file):
   file_leaves = convert.flatten(variables)
   assert sorted(restored) == sorted(file_leaves)
   for name, value in restored.items():
-    if convert.is_classifier(name):  # The ASPP classifiers: fresh (config.seed), not the file's.
+    if convert.is_classifier(name, config):  # The ASPP classifiers: fresh (config.seed), not the file's.
       assert value.shape == file_leaves[name].shape and np.all(np.isfinite(value)), name
       assert not np.array_equal(value, file_leaves[name]), name
     else:
@@ -115,7 +116,7 @@ def test_keep_init_classifier_for_a_one_branch_1x1_head(init_file):
                                 variables['params']['trunk']['layer2']['block1']['reduce']['conv']['kernel'])
   # Not kept by default, even where it would fit.
   assert convert.read(path, config).dropped == ('fc1_coco (Convolution): (91, 256, 1, 1), (91,)',)
-  with pytest.raises(UserError, match='head_rates=1 --config.model.head_kernel_size=1'):
+  with pytest.raises(UserError, match='head.rates=1 --config.model.head.kernel_size=1'):
     convert.read(path, _config(), keep_init_classifier=True)
 
 

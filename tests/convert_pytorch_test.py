@@ -19,6 +19,8 @@ torch = pytest.importorskip('torch')
 
 from deeplab_jax.testing import torch_deeplab  # pylint: disable=g-import-not-at-top
 from configs import voc_aspp, voc_largefov, voc_vgg_aspp  # pylint: disable=g-import-not-at-top
+from configs import parts
+from configs import tiny
 from deeplab_jax import models  # pylint: disable=g-import-not-at-top
 from deeplab_jax.convert import pytorch  # pylint: disable=g-import-not-at-top
 from deeplab_jax.convert.decimate import decimate_fc  # pylint: disable=g-import-not-at-top
@@ -32,7 +34,7 @@ VGG_NAMES = ('conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2', '
 
 
 def _resnet_config(num_classes=21):
-  config = voc_aspp.get_config('tiny')  # Depth 14, base width 8.
+  config = tiny.get_config(voc_aspp)  # Depth 14, base width 8.
   config.model.batch_norm = 'frozen'
   config.model.input_scales = (1.0,)
   config.dataset.num_classes = num_classes
@@ -40,10 +42,9 @@ def _resnet_config(num_classes=21):
 
 
 def _vgg_config(module=voc_largefov, **model_overrides):
-  config = module.get_config('tiny')  # Base width 8, head_hidden (16, 16).
+  config = tiny.get_config(module)  # Base width 8, head.hidden (16, 16).
   config.dataset.num_classes = 21
-  for key, value in model_overrides.items():
-    config.model[key] = value
+  tiny.override(config.model, **model_overrides)
   return config
 
 
@@ -297,7 +298,7 @@ def test_vgg16_convs_exact_fc_decimated_classifier_absent(tiny_vgg_state, module
                     state['classifier.0.bias'], out_channels=16, kernel_size=3)
   fc7 = decimate_fc(state['classifier.3.weight'].reshape(512, 512, 1, 1),
                     state['classifier.3.bias'], out_channels=16, kernel_size=1, in_channels=16)
-  branches = len(config.model.head_rates)
+  branches = len(config.model.head.rates)
   for i in range(branches):
     for layer, (kernel, bias) in (('hidden0', fc6), ('hidden1', fc7)):
       np.testing.assert_array_equal(params['head'][f'branch{i}_{layer}']['kernel'], kernel)
@@ -323,8 +324,8 @@ def test_vgg16_v1_deeplab_and_msc_from_a_pth_file(tmp_path, tiny_vgg_state):
   torch.save({k: torch.from_numpy(v) for k, v in tiny_vgg_state.items()}, path)
   state = pytorch.read_state_dict(path)
   # v1 DeepLab: fc6 4x4 at rate 4 keeping all of its (here 512) outputs.
-  config = _vgg_config(head_kernel_size=4, head_rates=(4,), head_hidden=(512, 512),
-                       vgg_pool5a=False)
+  config = _vgg_config(head__kernel_size=4, head__rates=(4,), head__hidden=(512, 512),
+                       backbone__pool5a=False)
   got = pytorch.to_flax(state, config)
   kernel = got.variables['params']['head']['branch0_hidden0']['kernel']
   assert kernel.shape == (4, 4, 64, 512)
@@ -333,7 +334,7 @@ def test_vgg16_v1_deeplab_and_msc_from_a_pth_file(tmp_path, tiny_vgg_state):
   np.testing.assert_array_equal(got.variables['params']['head']['branch0_hidden1']['kernel'][0, 0],
                                 tiny_vgg_state['classifier.3.weight'].T)
   # v1 MSc: the multi-layer score branches are new layers, reported absent.
-  msc = pytorch.to_flax(state, _vgg_config(multilayer_widths=(8, 8)))
+  msc = pytorch.to_flax(state, _vgg_config(multilayer=parts.multilayer((8, 8))))
   assert 'multilayer' not in msc.variables['params']
   assert 'params/multilayer/data_conv/kernel' in msc.absent
   assert len(msc.absent) == 2 + 5 * 3 * 2  # fc8; 5 branches x (conv1, conv2, classifier).
@@ -395,7 +396,7 @@ def test_unknown_and_torchvision_resnet_layouts():
 
 def test_a_resnet_file_for_a_vgg_config(converted, twin):
   state = {k: v.numpy() for k, v in twin.state_dict().items()}
-  with pytest.raises(UserError, match="model.trunk is 'vgg16'"):
+  with pytest.raises(UserError, match="model.backbone.name is 'vgg16'"):
     pytorch.to_flax(state, _vgg_config())
 
 
@@ -405,7 +406,7 @@ def test_a_resnet_file_for_a_vgg_config(converted, twin):
     ('shape', r'layer2\.block1\.conv3x3\.conv\.weight -> '
               r'params/trunk/layer2/block1/conv3x3/conv/kernel: \(8, 8, 1, 1\) / \(8, 8, 3, 3\)'),
     ('unexpected', r'in the file, not in the model:\s+layer6\.block1\.reduce\.conv\.weight'),
-    ('depth', r'resnet_depth 50(.|\n)*missing from the file(.|\n)*layer2\.block2\.'),
+    ('depth', r'depth 50(.|\n)*missing from the file(.|\n)*layer2\.block2\.'),
 ])
 def test_resnet_mismatches_name_the_keys(twin, change, expected):
   state = {k: v.numpy() for k, v in twin.state_dict().items()}
@@ -417,6 +418,6 @@ def test_resnet_mismatches_name_the_keys(twin, change, expected):
   elif change == 'unexpected':
     state['layer6.block1.reduce.conv.weight'] = np.zeros((8, 8, 1, 1), np.float32)
   else:
-    config.model.resnet_depth = 50
+    config.model.backbone.depth = 50
   with pytest.raises(UserError, match=expected):
     pytorch.to_flax(state, config)

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import tiny
 from deeplab_jax import checkpoint
 from deeplab_jax import convert
 from deeplab_jax import eval_lib
@@ -28,11 +29,12 @@ def _flat(tree):
 def weights(tmp_path_factory):
   """Variables of the tiny shapes model from another seed: 'a file's weights'."""
   from configs import shapes  # pylint: disable=import-outside-toplevel
-  return convert.init_variables(shapes.get_config('tiny'), seed=123)
+  return convert.init_variables(tiny.get_config(shapes), seed=123)
 
 
 def _classifier_paths(variables):
-  return [k for k in convert.flatten(variables) if convert.is_classifier(k)]
+  config = tiny.get_config('shapes')
+  return [k for k in convert.flatten(variables) if convert.is_classifier(k, config)]
 
 
 def test_assemble_takes_every_leaf_from_the_file(weights, tiny_config):
@@ -70,7 +72,7 @@ def test_other_class_count_needs_reinit_classifier(weights, tiny_config):
 
 def test_missing_and_unexpected_leaves_are_named(weights, tiny_config):
   flat = dict(convert.flatten(weights))
-  gone = next(k for k in flat if not convert.is_classifier(k))
+  gone = next(k for k in flat if not convert.is_classifier(k, tiny_config))
   del flat[gone]
   flat['params/extra/kernel'] = np.zeros(3)
   with pytest.raises(UserError) as e:
@@ -130,7 +132,7 @@ def converted_dir(tmp_path_factory, weights):
   original = convert.read
   convert.read = lambda path, config, *_: convert.Converted(weights, source='test weights')
   try:
-    record = convert.convert_to_workdir(str(source), shapes.get_config('tiny'), output)
+    record = convert.convert_to_workdir(str(source), tiny.get_config(shapes), output)
   finally:
     convert.read = original
   return output, record
@@ -166,7 +168,7 @@ def test_evaluate_and_train_from_converted_weights(converted_dir, weights, tiny_
 def test_init_from_a_model_of_another_shape_is_an_error(converted_dir, tiny_config, tmp_path):
   output, _ = converted_dir
   tiny_config.init_from = output
-  tiny_config.model.head_hidden = (16,)
+  tiny_config.model.head.hidden = (16,)
   with pytest.raises(UserError, match='do not fit'):
     train_lib.train_and_evaluate(tiny_config, str(tmp_path))
 
@@ -177,14 +179,14 @@ def test_cli_converts_a_caffemodel_that_evaluate_then_reads(tmp_path, data_dir):
   import sys  # pylint: disable=import-outside-toplevel
   from configs import voc_aspp  # pylint: disable=import-outside-toplevel
   from deeplab_jax.testing import fake_caffe  # pylint: disable=import-outside-toplevel
-  config = voc_aspp.get_config('tiny')
+  config = tiny.get_config(voc_aspp)
   variables = fake_caffe.random_variables(config, seed=3)
   model_file = str(tmp_path / 'train_iter_20000.caffemodel')
   fake_caffe.write_caffemodel(model_file, fake_caffe.layers_from_flax(
       variables, config, 'deeplab_v2_resnet', classifier_tag='voc12'))
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   output = str(tmp_path / 'converted')
-  common = ['--config', 'configs/voc_aspp.py:tiny', f'--config.dataset.data_dir={data_dir}']
+  common = ['--config', 'configs/tiny.py:voc_aspp', f'--config.dataset.data_dir={data_dir}']
   run = lambda *args, extra=(): subprocess.run(
       [sys.executable, *args, *common, *extra], cwd=root, capture_output=True,
       text=True, timeout=600)
@@ -202,8 +204,7 @@ def test_cli_converts_a_caffemodel_that_evaluate_then_reads(tmp_path, data_dir):
   from deeplab_jax import models, optim, sharding, train_step  # pylint: disable=import-outside-toplevel,g-multiple-import
   config.dataset.data_dir = data_dir
   mesh = sharding.make_mesh()
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps,
-                                 config.model.batch_norm == 'frozen')
+  tx, _ = optim.from_config(config)
   mngr = checkpoint.manager(output, read_only=True)
   state = checkpoint.restore(mngr, train_step.abstract_train_state(
       config, models.build(config), tx, mesh))

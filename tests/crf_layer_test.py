@@ -17,6 +17,7 @@ import pytest
 
 from configs import shapes
 from configs import voc_largefov
+from configs import tiny
 from deeplab_jax import convert
 from deeplab_jax import eval_lib
 from deeplab_jax import losses
@@ -124,7 +125,7 @@ def test_config_default_is_off_and_build_adds_the_layer(tiny_config):
   assert isinstance(model.crf, crf_layer.CRFLayer)
   assert model.crf.crf == dataclasses.replace(crf_params.from_config(tiny_config.crf),
                                              iterations=ITERATIONS)
-  no_section = _with_crf_layer(shapes.get_config('tiny'))
+  no_section = _with_crf_layer(tiny.get_config(shapes))
   del no_section['crf']  # Configs without a crf section get the v2 ResNet preset.
   assert crf_layer.crf_params_of(no_section) == dataclasses.replace(
       crf_params.RESNET_V2, iterations=ITERATIONS)
@@ -171,13 +172,13 @@ def trained(data_dir):
   it (lattice) on one fixed batch: fine-tuning through the CRF, as it is meant
   to be used. (From random init the CRF's messages, up to w1 + w2, swamp the
   near-zero logits and the loss climbs at this learning rate.)"""
-  plain = shapes.get_config('tiny')
+  plain = tiny.get_config(shapes)
   plain.dataset.data_dir = data_dir
   plain.num_train_steps = 100  # The poly schedule stays near base_lr for the few steps.
   config = _with_crf_layer(plain.copy_and_resolve_references())
   builder = input_pipeline.get_builder(plain.dataset)
   batches = iter(input_pipeline.train_iterator(plain, builder, 8))
-  tx, schedule = optim.create_optimizer(plain.optim, plain.num_train_steps)
+  tx, schedule = optim.create_optimizer(plain.optim, plain.num_train_steps, classifiers=models.classifier_paths(plain))
   mesh = sharding.make_mesh()
   model = models.build(plain)
   state = train_step.create_train_state(plain, model, tx, mesh)
@@ -226,7 +227,7 @@ def test_train_steps_move_the_crf_weights(trained):
 # ------------------------------------------------------------ conversion ----
 
 def test_assemble_starts_the_layer_from_the_config():
-  config = _with_crf_layer(shapes.get_config('tiny'))
+  config = _with_crf_layer(tiny.get_config(shapes))
   fresh = convert.init_variables(config)
   # A file holding the network without the layer (values unlike the fresh ones).
   network = convert.unflatten({k: v + 1.0 for k, v in convert.flatten(fresh).items()
@@ -242,12 +243,12 @@ def test_assemble_starts_the_layer_from_the_config():
 
 
 def test_official_weights_convert_into_a_crf_layer_config(tmp_path):
-  plain = voc_largefov.get_config('tiny')
+  plain = tiny.get_config(voc_largefov)
   variables = fake_caffe.random_variables(plain, seed=3)
   path = str(tmp_path / 'train_iter_20000.caffemodel')
   fake_caffe.write_caffemodel(path, fake_caffe.layers_from_flax(
       variables, plain, 'deeplab_v2_vgg', classifier_tag='voc12'))
-  config = _with_crf_layer(voc_largefov.get_config('tiny'))
+  config = _with_crf_layer(tiny.get_config(voc_largefov))
   converted = convert.from_file(path, config)
   assert convert.without_crf_layer(config).model.crf_layer is False
   assert config.model.crf_layer is True  # The caller's config is not changed.
@@ -263,9 +264,9 @@ def test_init_from_a_run_without_the_layer_starts_the_layer_from_the_config(
   network's weights from RUN, the layer's from config.crf."""
   from deeplab_jax import checkpoint  # pylint: disable=import-outside-toplevel
   from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
-  plain = shapes.get_config('tiny')
+  plain = tiny.get_config(shapes)
   plain.dataset.data_dir = data_dir
-  tx, _ = optim.create_optimizer(plain.optim, plain.num_train_steps)
+  tx, _ = optim.create_optimizer(plain.optim, plain.num_train_steps, classifiers=models.classifier_paths(plain))
   mesh = sharding.make_mesh()
   source = train_step.create_train_state(plain, models.build(plain), tx, mesh)
   mngr = checkpoint.manager(str(tmp_path / 'plain'))

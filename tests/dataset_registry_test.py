@@ -10,6 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import shapes as shapes_config
+from configs import tiny
 from deeplab_jax.data import datasets
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.errors import UserError
@@ -65,7 +66,7 @@ datasets.register('toy_manual', features=datasets.Features(class_names=TOY_CLASS
 
 
 def _toy_config(tmp_path, name='toy_stripes'):
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   config.dataset.name = name
   config.dataset.builder_config = ''
   config.dataset.data_dir = str(tmp_path)

@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 
 from configs import cityscapes_aspp
 from configs import shapes as shapes_config
+from configs import tiny
 from deeplab_jax import eval_lib
 from deeplab_jax import train_lib
 from deeplab_jax.data import cityscapes
@@ -59,7 +60,7 @@ def voc_dirs(tmp_path_factory):
 
 def _voc_config(voc_dirs):
   data_dir, manual_dir, _ = voc_dirs
-  config = shapes_config.get_config('tiny')  # Tiny model; the VOC data.
+  config = tiny.get_config(shapes_config)  # Tiny model; the VOC data.
   config.dataset.name = 'voc2012_sbd'
   config.dataset.builder_config = ''
   config.dataset.data_dir = data_dir
@@ -176,7 +177,7 @@ def test_cityscapes_missing_zips_name_them(tmp_path):
 
 
 def _folder_config(folder, tmp_path):
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   config.dataset = ml_collections.ConfigDict({
       'name': 'segmentation_folder', 'builder_config': folder.name,
       'folder': str(folder), 'data_dir': str(tmp_path / 'tfds'),

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs import tiny
 from deeplab_jax import checkpoint
 from deeplab_jax import eval_lib
 from deeplab_jax import models
@@ -31,12 +32,12 @@ from deeplab_jax.data import input_pipeline
 from deeplab_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, 'configs', 'shapes.py')
+CONFIG = os.path.join(ROOT, 'configs', 'tiny.py')  # :shapes, the demo shrunk.
 
 
 def _config(data_dir, **eval_fields):
   from configs import shapes  # pylint: disable=import-outside-toplevel
-  config = shapes.get_config('tiny')
+  config = tiny.get_config(shapes)
   config.dataset.data_dir = data_dir
   config.eval.trimap_widths = (1, 3, 100)
   config.eval.num_overlays = 2
@@ -51,7 +52,7 @@ def run_dir(tmp_path_factory, data_dir):
   config = _config(data_dir)
   workdir = str(tmp_path_factory.mktemp('eval_run'))
   model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
   state = train_step.create_train_state(config, model, tx, sharding.make_mesh())
   mngr = checkpoint.manager(workdir)
   checkpoint.save(mngr, 0, state)
@@ -250,7 +251,7 @@ def _cli(script, *args):
 
 
 def test_evaluate_and_predict_command_lines(run_dir, data_dir, tmp_path):
-  common = [f'--config={CONFIG}:tiny', f'--workdir={run_dir}',
+  common = [f'--config={CONFIG}:shapes', f'--workdir={run_dir}',
             f'--config.dataset.data_dir={data_dir}']
   result = _cli('evaluate.py', *common, '--crf', f'--output_dir={tmp_path}/e',
                 '--config.eval.trimap_widths=2')

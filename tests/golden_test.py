@@ -1,6 +1,6 @@
 """Outputs recorded before the open-architecture refactor (issue 17) stay the same.
 
-Every paper config's `:tiny` network is built, initialised (seed 0) and run
+Every paper config's tiny network (configs/tiny.py) is built, initialised (seed 0) and run
 on one fixed odd-sized batch, in test and in training mode; its parameters,
 its logits and each parameter's learning-rate multiplier are compared with
 `tests/golden/models.json`, and the generated official Caffe files (written
@@ -18,7 +18,6 @@ between CPUs; `DEEPLAB_JAX_GOLDEN_EXACT=1` compares every array bit for bit
 """
 
 import hashlib
-import importlib
 import json
 import os
 import subprocess
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import tiny
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import convert
@@ -52,8 +52,8 @@ RELEASES = (('deeplab_v2_resnet', 'voc_aspp', {'batch_norm': 'frozen'}),
 
 
 def tiny_config(name):
-  """The `:tiny` variant of configs/{name}.py."""
-  return importlib.import_module(f'configs.{name}').get_config('tiny')
+  """configs/{name}.py shrunk by configs/tiny.py."""
+  return tiny.get_config(name)
 
 
 def _flat(tree):
@@ -106,7 +106,8 @@ def _record_model(name):
                              rngs={'dropout': jax.random.key(1)}, mutable=['batch_stats'])
   train_out = train_out if isinstance(train_out, list) else [train_out]
   mults = optim.lr_multipliers(variables['params'], config.optim,
-                               frozen_batch_norm=config.model.batch_norm == 'frozen')
+                               frozen_batch_norm=config.model.batch_norm == 'frozen',
+                               classifiers=model.classifier_paths())
   return {'variables': {k: _summary(v) for k, v in _flat(variables).items()},
           'test_logits': _values(test_logits),
           'train_outputs': [_values(t) for t in train_out],

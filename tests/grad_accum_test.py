@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import tiny
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
@@ -25,7 +26,7 @@ RTOL, ATOL = 1e-5, 1e-6
 def _train(config, host_batches, num_devices):
   mesh = sharding.make_mesh(jax.devices()[:num_devices])
   model = models.build(config)
-  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
   state = train_step.create_train_state(config, model, tx, mesh)
   step_fn = train_step.make_train_step(config, model, tx, schedule, mesh)
   losses = []
@@ -46,7 +47,7 @@ def _assert_tree_close(a, b):
 @pytest.fixture(scope='module')
 def host_batches(data_dir):
   from configs import shapes as shapes_config  # pylint: disable=import-outside-toplevel
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   config.dataset.data_dir = data_dir
   builder = input_pipeline.get_builder(config.dataset)
   batches = iter(input_pipeline.train_iterator(config, builder, 8))
@@ -100,7 +101,7 @@ def test_micro_batches_that_do_not_split_over_devices_are_a_user_error(tiny_conf
 def test_step_reports_non_finite_gradients(tiny_config, host_batches):
   mesh = sharding.make_mesh(jax.devices()[:1])
   model = models.build(tiny_config)
-  tx, schedule = optim.create_optimizer(tiny_config.optim, tiny_config.num_train_steps)
+  tx, schedule = optim.create_optimizer(tiny_config.optim, tiny_config.num_train_steps, classifiers=models.classifier_paths(tiny_config))
   state = train_step.create_train_state(tiny_config, model, tx, mesh)
   step_fn = train_step.make_train_step(tiny_config, model, tx, schedule, mesh)
   batch = sharding.to_global(host_batches[0], mesh)

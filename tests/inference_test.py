@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from configs import shapes as shapes_config
+from configs import tiny as tiny_configs
 from deeplab_jax import inference
 from deeplab_jax import models
 from deeplab_jax import sharding
@@ -127,7 +128,7 @@ def test_sliding_with_half_pixel_sampling_differs_only_next_to_interior_window_e
 
 @pytest.fixture(scope='module')
 def tiny():
-  config = shapes_config.get_config('tiny')
+  config = tiny_configs.get_config(shapes_config)
   model = models.build(config)
   variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(
       jnp.zeros((1, 32, 32, 3), jnp.uint8))
@@ -208,7 +209,7 @@ def test_flip_of_a_mirror_symmetric_image_gives_mirror_symmetric_logits(tiny, mo
 # ---------------------------------------------------------------- options
 
 def test_options_from_config_reads_the_eval_section():
-  config = shapes_config.get_config('tiny')
+  config = tiny_configs.get_config(shapes_config)
   config.eval = ml_collections.ConfigDict(dict(
       mode='sliding', window=(321, 257), stride=200, scales=(0.5, 1.0), flip=True))
   config.model.align_corners = True

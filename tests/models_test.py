@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import shapes as shapes_config
+from configs import tiny
 from deeplab_jax import models
 from deeplab_jax.models.atrous import AtrousConv
 from deeplab_jax.models.resize import interpolation_matrix, resize_bilinear
@@ -13,7 +14,7 @@ from deeplab_jax.models.resize import interpolation_matrix, resize_bilinear
 
 @pytest.fixture(scope='module')
 def tiny_model():
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   model = models.build(config)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
   return config, model, variables
@@ -35,7 +36,7 @@ def test_bfloat16_activations_keep_float32_params_and_logits(tiny_model):
   model = models.build(config)
   images = jax.random.randint(jax.random.key(1), (2, 24, 24, 3), 0, 256).astype(jnp.uint8)
   logits = model.apply(variables, images, train=False)
-  reference = models.build(shapes_config.get_config('tiny')).apply(variables, images, train=False)
+  reference = models.build(tiny.get_config(shapes_config)).apply(variables, images, train=False)
   assert logits.dtype == jnp.float32
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables))
   np.testing.assert_allclose(logits, reference, atol=0.1 * np.abs(reference).max())

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from configs import voc_largefov, voc_msc, voc_msc_largefov
+from configs import tiny
 from deeplab_jax import convert as convert_lib
 from deeplab_jax import models, optim
 from deeplab_jax.convert import caffe
@@ -137,13 +138,13 @@ def test_variable_shapes_are_the_prototxts(release):
 @pytest.mark.parametrize('release', sorted(RELEASES))
 def test_optimizer_rates_and_decay_are_blobs_lr_and_weight_decay(release):
   config_module, table = RELEASES[release]
-  config = config_module.get_config('tiny')  # Same module names, small arrays.
+  config = tiny.get_config(config_module)  # Same module names, small arrays.
   model = models.build(config)
   params = model.init(jax.random.key(0), jnp.zeros((1, 33, 33, 3), jnp.uint8),
                       train=False)['params']
-  mults = optim.lr_multipliers(params, config.optim)
+  mults = optim.lr_multipliers(params, config.optim, classifiers=models.classifier_paths(config))
   config.optim.weight_decay = 0.5
-  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, schedule = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
   zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
   updates, _ = tx.update(zeros, tx.init(params), params)  # Only weight decay moves.
   lr = float(schedule(0))
@@ -168,7 +169,7 @@ def test_branch_sizes_follow_stride_pad_and_hole(train, size):
   """321 -> 41 from every branch in training (train.prototxt's header
   comment, lines 9-16); test.prototxt's stride-1 branches and zooms give
   513 -> 513 (its crop_size, line 27)."""
-  config = voc_msc_largefov.get_config('tiny')
+  config = tiny.get_config(voc_msc_largefov)
   model = models.build(config)
   images = jnp.zeros((1, size, size, 3), jnp.uint8)
   variables = model.init(jax.random.key(0), images, train=False)
@@ -195,8 +196,9 @@ def test_branch_sizes_follow_stride_pad_and_hole(train, size):
 
 def test_fc_fusion_is_the_sum_of_fc8_and_the_five_branches():
   """fc_fusion: ELTWISE SUM of data_ms, pool1_ms .. pool4_ms and fc8 (lines 985-998)."""
-  config = voc_msc_largefov.get_config('tiny')
-  config.model.dropout = 0.0
+  config = tiny.get_config(voc_msc_largefov)
+  config.model.head.dropout = 0.0
+  config.model.multilayer.dropout = 0.0
   model = models.build(config)
   images = jax.random.randint(jax.random.key(2), (1, 65, 65, 3), 0, 255).astype(jnp.uint8)
   variables = model.init(jax.random.key(0), images, train=False)
@@ -217,8 +219,9 @@ def test_fc_fusion_is_the_sum_of_fc8_and_the_five_branches():
 def test_initialisation_follows_the_fillers():
   """gaussian std per row; pool3_ms (line 613) has no weight_filler: Caffe's constant 0."""
   module = multilayer.MultiLayerScores(L, (128, 128))
-  skips = [jnp.zeros((1, 9, 9, c)) for c in (3, 64, 128, 256, 512)]
-  params = module.init(jax.random.key(0), skips, jnp.zeros((1, 9, 9, L)), train=True)['params']
+  features = {name: jnp.zeros((1, 9, 9, c))
+              for name, c in zip(multilayer.READS, (3, 64, 128, 256, 512))}
+  params = module.init(jax.random.key(0), features, jnp.zeros((1, 9, 9, L)), train=True)['params']
   for name, *_, std, line in MSC_LARGEFOV:
     if name not in params:
       continue
@@ -234,7 +237,7 @@ def test_initialisation_follows_the_fillers():
 def test_release_caffemodel_converts_by_layer_name(tmp_path, release, tag):
   """A V1-format file (the 2015 release's) with the prototxt's layer names."""
   config_module, table = RELEASES[release]
-  config = config_module.get_config('tiny')
+  config = tiny.get_config(config_module)
   variables = fake_caffe.random_variables(config, seed=4)
   layers = fake_caffe.layers_from_flax(variables, config, 'deeplab_v2_vgg', classifier_tag=tag)
   names = [layer.name for layer in layers if layer.blobs]
@@ -254,8 +257,8 @@ def test_release_caffemodel_converts_by_layer_name(tmp_path, release, tag):
 def test_largefov_file_starts_the_msc_stage_with_fresh_branches():
   """The MSc stage fine-tunes a trained LargeFOV: its file has no MSc layers;
   they are initialised afresh, everything else comes from the file."""
-  plain = voc_largefov.get_config('tiny')
-  config = voc_msc_largefov.get_config('tiny')
+  plain = tiny.get_config(voc_largefov)
+  config = tiny.get_config(voc_msc_largefov)
   largefov = fake_caffe.random_variables(plain, seed=6)
   layers = fake_caffe.layers_from_flax(largefov, plain, 'deeplab_v2_vgg')
   converted = caffe.convert(layers, config)
@@ -270,11 +273,11 @@ def test_largefov_file_starts_the_msc_stage_with_fresh_branches():
 
 
 def test_msc_file_for_a_plain_config_names_the_msc_config():
-  config = voc_msc_largefov.get_config('tiny')
+  config = tiny.get_config(voc_msc_largefov)
   layers = fake_caffe.layers_from_flax(fake_caffe.random_variables(config), config,
                                        'deeplab_v2_vgg')
   with pytest.raises(UserError, match='voc_msc_largefov.py'):
-    caffe.to_flax(layers, voc_largefov.get_config('tiny'))
+    caffe.to_flax(layers, tiny.get_config(voc_largefov))
 
 
 def test_recipe_is_the_solver_and_data_layer():
@@ -287,14 +290,14 @@ def test_recipe_is_the_solver_and_data_layer():
     assert (o.schedule, o.base_lr, o.step_gamma, o.step_every) == ('step', 1e-3, 0.1, 2000)
     assert (config.num_train_steps, o.momentum, o.weight_decay) == (6000, 0.9, 5e-4)
     assert (config.loss.label_offset, config.loss.normalize) == (0, 'batch')
-    assert config.model.vgg_pool5a == (config_module is voc_msc_largefov)
+    assert config.model.backbone.pool5a == (config_module is voc_msc_largefov)
 
 
 def test_msc_stage_trains_only_the_branches_and_evaluates(tmp_path, data_dir):
   """The tiny MSc-LargeFOV stage end to end: trunk and fc6-fc8 stay as they
   start (blobs_lr 0), the branches move; evaluation takes the full-size map."""
   from deeplab_jax import eval_lib, train_lib, train_step  # pylint: disable=import-outside-toplevel
-  config = voc_msc_largefov.get_config('tiny')
+  config = tiny.get_config(voc_msc_largefov)
   config.dataset.data_dir = data_dir
   config.num_train_steps = 2
   config.checkpoint_every_steps = 2
@@ -303,7 +306,7 @@ def test_msc_stage_trains_only_the_branches_and_evaluates(tmp_path, data_dir):
   workdir = str(tmp_path / 'run')
   state = jax.device_get(train_lib.train_and_evaluate(config, workdir))
   model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
   initial = jax.device_get(jax.jit(lambda: train_step.initial_state(config, model, tx))())
   for part in ('trunk', 'head'):
     for a, b in zip(jax.tree_util.tree_leaves(initial.params[part]),

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import tiny
 from deeplab_jax import checkpoint
 from deeplab_jax import distributed
 from deeplab_jax import eval_lib
@@ -42,7 +43,7 @@ def _free_port():
 
 def _state(config, workdir):
   model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
   mngr = checkpoint.manager(workdir, read_only=True)
   return jax.device_get(checkpoint.restore(
       mngr, train_step.abstract_train_state(config, model, tx, sharding.make_mesh())))
@@ -55,7 +56,7 @@ def test_two_processes_train_like_one(tiny_config, data_dir, tmp_path, monkeypat
              + ' --xla_force_host_platform_device_count=4')
   workdir = tmp_path / 'two'
   processes = [subprocess.Popen(
-      [sys.executable, 'train.py', '--config=configs/shapes.py:tiny',
+      [sys.executable, 'train.py', '--config=configs/tiny.py:shapes',
        f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}',
        f'--coordinator_address=localhost:{port}', '--num_processes=2',
        f'--process_id={i}'], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
@@ -144,7 +145,7 @@ print(json.dumps({'asked': asked, 'confusion': np.asarray(confusion).tolist(),
 
 def _crf_config():
   from configs import shapes  # pylint: disable=import-outside-toplevel
-  config = shapes.get_config('tiny')
+  config = tiny.get_config(shapes)
   config.eval.crf = True
   return config
 

@@ -32,17 +32,38 @@ PARAMS = {
     'head': {'branch0_classifier': {'kernel': jnp.ones((1, 1, 2, 3)),
                                     'bias': jnp.ones(3)}},
 }
+CLASSIFIERS = ('head/branch0_classifier',)  # As the ASPP head declares it.
 
 
 def test_param_labels():
-  labels = optim.param_labels(PARAMS)
+  labels = optim.param_labels(PARAMS, classifiers=CLASSIFIERS)
   assert labels['trunk']['conv'] == {'kernel': 'backbone', 'bias': 'backbone_bias'}
   assert labels['trunk']['bn'] == {'scale': 'backbone', 'bias': 'backbone'}
-  frozen = optim.param_labels(PARAMS, frozen_batch_norm=True)
+  frozen = optim.param_labels(PARAMS, frozen_batch_norm=True, classifiers=CLASSIFIERS)
   assert frozen['trunk']['bn'] == {'scale': 'frozen', 'bias': 'frozen'}
   assert frozen['trunk']['conv'] == labels['trunk']['conv']
   assert labels['head']['branch0_classifier'] == {
       'kernel': 'classifier_kernel', 'bias': 'classifier_bias'}
+
+
+def test_the_classifier_group_is_what_the_model_declares_not_a_name():
+  # Named like a classifier but not declared: the backbone rates.
+  labels = optim.param_labels(PARAMS, classifiers=())
+  assert labels['head']['branch0_classifier'] == {'kernel': 'backbone', 'bias': 'backbone_bias'}
+  # Declared, whatever its name (VGG's fc8 would be 'head/fc8').
+  labels = optim.param_labels(PARAMS, classifiers=('trunk/conv',))
+  assert labels['trunk']['conv'] == {'kernel': 'classifier_kernel', 'bias': 'classifier_bias'}
+  assert labels['trunk']['bn'] == {'scale': 'backbone', 'bias': 'backbone'}  # Not under trunk/conv.
+
+
+def test_models_declare_their_classifier_layers():
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import models  # pylint: disable=import-outside-toplevel
+  assert models.classifier_paths(tiny.get_config('voc_aspp')) == tuple(
+      f'head/branch{i}_classifier' for i in range(4))
+  assert models.classifier_paths(tiny.get_config('voc_largefov')) == ('head/branch0_classifier',)
+  # v1 MSc's _ms layers set their rates by optim.lr_mults, not as classifiers.
+  assert models.classifier_paths(tiny.get_config('voc_msc_largefov')) == ('head/branch0_classifier',)
 
 
 def _config(**kw):
@@ -54,7 +75,7 @@ def _config(**kw):
 
 
 def test_learning_rate_multipliers_per_group():
-  tx, _ = optim.create_optimizer(_config(), num_steps=100)
+  tx, _ = optim.create_optimizer(_config(), num_steps=100, classifiers=CLASSIFIERS)
   grads = jax.tree_util.tree_map(jnp.ones_like, PARAMS)
   updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
   np.testing.assert_allclose(updates['trunk']['conv']['kernel'], -0.1)
@@ -68,7 +89,7 @@ def test_learning_rate_multipliers_per_group():
 def test_weight_decay_applies_to_kernels_only():
   tx, _ = optim.create_optimizer(
       _config(weight_decay=0.5, classifier_kernel_lr_mult=1.0,
-              classifier_bias_lr_mult=1.0), num_steps=100)
+              classifier_bias_lr_mult=1.0), num_steps=100, classifiers=CLASSIFIERS)
   zeros = jax.tree_util.tree_map(jnp.zeros_like, PARAMS)
   updates, _ = tx.update(zeros, tx.init(PARAMS), PARAMS)
   np.testing.assert_allclose(updates['trunk']['conv']['kernel'], -0.1 * 0.5)
@@ -79,11 +100,11 @@ def test_weight_decay_applies_to_kernels_only():
 
 def test_step_schedule_is_v1s_tenfold_drops():
   config = _config(schedule='step', base_lr=1e-3, step_every=2000, step_gamma=0.1)
-  _, schedule = optim.create_optimizer(config, num_steps=6000)
+  _, schedule = optim.create_optimizer(config, num_steps=6000, classifiers=CLASSIFIERS)
   for step, lr in ((0, 1e-3), (1999, 1e-3), (2000, 1e-4), (4000, 1e-5), (5999, 1e-5)):
     assert float(schedule(step)) == pytest.approx(lr, rel=1e-5), step
   with pytest.raises(UserError, match="optim.schedule='cosine'"):
-    optim.create_optimizer(_config(schedule='cosine'), num_steps=10)
+    optim.create_optimizer(_config(schedule='cosine'), num_steps=10, classifiers=CLASSIFIERS)
 
 
 def test_momentum_keeps_past_rates_as_caffe_does():
@@ -92,7 +113,7 @@ def test_momentum_keeps_past_rates_as_caffe_does():
   config = _config(schedule='step', base_lr=1.0, step_every=2, step_gamma=0.1,
                    classifier_kernel_lr_mult=1.0, classifier_bias_lr_mult=1.0,
                    backbone_bias_lr_mult=1.0)
-  tx, _ = optim.create_optimizer(config, num_steps=10)
+  tx, _ = optim.create_optimizer(config, num_steps=10, classifiers=CLASSIFIERS)
   params = {'w': {'kernel': jnp.zeros(())}}
   state = tx.init(params)
   history, got = 0.0, []
@@ -108,14 +129,14 @@ def test_per_layer_lr_mults_override_groups_and_freeze_at_zero():
   params = {**PARAMS, 'multilayer': {'data_ms': {'kernel': jnp.ones((1, 1, 2, 3)),
                                                  'bias': jnp.ones(3)}}}
   rows = (('trunk/', 0, 0), ('head/', 0.0, 0.0), ('multilayer/', 1, 2))
-  labels = optim.param_labels(params, lr_mults=rows)
+  labels = optim.param_labels(params, lr_mults=rows, classifiers=CLASSIFIERS)
   assert labels['trunk']['conv'] == {'kernel': 'frozen', 'bias': 'frozen'}
   assert labels['multilayer']['data_ms'] == {'kernel': 'lr_x1', 'bias': 'lr_x2'}
   config = _config(lr_mults=rows, weight_decay=0.1)
-  mults = optim.lr_multipliers(params, config)
+  mults = optim.lr_multipliers(params, config, classifiers=CLASSIFIERS)
   assert mults['head']['branch0_classifier'] == {'kernel': 0.0, 'bias': 0.0}
   assert mults['multilayer']['data_ms'] == {'kernel': 1.0, 'bias': 2.0}
-  tx, _ = optim.create_optimizer(config, num_steps=100)
+  tx, _ = optim.create_optimizer(config, num_steps=100, classifiers=CLASSIFIERS)
   grads = jax.tree_util.tree_map(jnp.ones_like, params)
   state = tx.init(params)
   updates, _ = tx.update(grads, state, params)
@@ -131,7 +152,7 @@ def test_per_layer_lr_mults_override_groups_and_freeze_at_zero():
 
 def test_unmatched_params_keep_their_group_and_first_row_wins():
   rows = (('trunk/conv', 0.5, 0.25), ('trunk/', 0, 0))
-  mults = optim.lr_multipliers(PARAMS, _config(lr_mults=rows))
+  mults = optim.lr_multipliers(PARAMS, _config(lr_mults=rows), classifiers=CLASSIFIERS)
   assert mults['trunk']['conv'] == {'kernel': 0.5, 'bias': 0.25}
   assert mults['trunk']['bn'] == {'scale': 0.0, 'bias': 0.0}
   assert mults['head']['branch0_classifier'] == {'kernel': 10.0, 'bias': 20.0}
@@ -140,4 +161,4 @@ def test_unmatched_params_keep_their_group_and_first_row_wins():
 @pytest.mark.parametrize('rows', [(('trunk/', 1),), (('(', 1, 1),), (('trunk/', -1, 1),)])
 def test_bad_lr_mults_rows_are_user_errors(rows):
   with pytest.raises(UserError, match='lr_mults'):
-    optim.create_optimizer(_config(lr_mults=rows), num_steps=10)
+    optim.create_optimizer(_config(lr_mults=rows), num_steps=10, classifiers=CLASSIFIERS)

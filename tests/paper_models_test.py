@@ -17,6 +17,8 @@ torch = pytest.importorskip('torch')
 
 from deeplab_jax.testing import torch_deeplab  # pylint: disable=g-import-not-at-top
 from configs import voc_aspp, voc_largefov, voc_vgg_aspp
+from configs import parts
+from configs import tiny
 from deeplab_jax import models
 from deeplab_jax.models.resize import resize_bilinear
 
@@ -55,11 +57,10 @@ def _images(shape, seed=0):
 
 
 def _tiny(config_module, **model_overrides):
-  config = config_module.get_config('tiny')
+  config = tiny.get_config(config_module)
   config.dataset.num_classes = 21
   config.model.input_scales = (1.0,)
-  for key, value in model_overrides.items():
-    config.model[key] = value
+  tiny.override(config.model, **model_overrides)
   return config
 
 
@@ -122,7 +123,7 @@ def test_msc_matches_pytorch_in_both_resize_conventions(resnet):
     ('LargeFOV', voc_largefov, {}, dict(rates=(12,), hidden=(16, 16), pool5a=True)),
     ('ASPP-L', voc_vgg_aspp, {}, dict(rates=(6, 12, 18, 24), hidden=(16, 16), pool5a=False)),
     ('v1 DeepLab 4x4', voc_largefov,
-     dict(head_kernel_size=4, head_rates=(4,), vgg_pool5a=False),
+     dict(head__kernel_size=4, head__rates=(4,), backbone__pool5a=False),
      dict(rates=(4,), kernel_size=4, hidden=(16, 16), pool5a=False)),
 ])
 def test_vgg_models_match_pytorch(name, config_module, overrides, torch_kwargs):
@@ -141,7 +142,7 @@ def test_vgg_models_match_pytorch(name, config_module, overrides, torch_kwargs):
 
 @pytest.mark.parametrize('config_module', [voc_largefov, voc_vgg_aspp])
 def test_vgg_models_are_differentiable(config_module):
-  config = _tiny(config_module, multilayer_widths=(8, 8))
+  config = _tiny(config_module, multilayer=parts.multilayer((8, 8)))
   model = models.build(config)
   images = _images((2, 33, 33, 3))
   variables = model.init(jax.random.key(0), images, train=False)
@@ -157,7 +158,7 @@ def test_vgg_models_are_differentiable(config_module):
 
 
 def test_v1_msc_multilayer_scores_add_five_branches():
-  config = _tiny(voc_largefov, multilayer_widths=(8, 8))
+  config = _tiny(voc_largefov, multilayer=parts.multilayer((8, 8)))
   model = models.build(config)
   images = _images((1, 43, 30, 3))
   variables = model.init(jax.random.key(0), images, train=False)
@@ -210,7 +211,7 @@ def test_full_models_output_sizes(config_module, size, expected):
 @pytest.mark.parametrize('size,expected', [((224, 256), (29, 33)), ((193, 225), (25, 29)),
                                            ((320, 250), (41, 32))])
 def test_resnet_odd_and_non_square_sizes(size, expected):
-  model, variables = _abstract_variables(voc_aspp.get_config('tiny'))
+  model, variables = _abstract_variables(tiny.get_config(voc_aspp))
   out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables,
                        jax.ShapeDtypeStruct((1,) + size + (3,), jnp.uint8))
   assert out.shape[1:3] == expected
@@ -234,7 +235,7 @@ def test_parameter_counts_of_the_paper_models():
 
 
 def test_msc_returns_every_scale_and_the_fused_map_in_training():
-  config = voc_aspp.get_config('tiny')
+  config = tiny.get_config(voc_aspp)
   assert config.model.input_scales == (1.0, 0.75, 0.5)
   model = models.build(config)
   images = _images((1, 33, 41, 3))
@@ -253,11 +254,12 @@ def test_msc_returns_every_scale_and_the_fused_map_in_training():
 
 def test_training_step_sums_the_four_msc_losses_and_never_moves_frozen_bn():
   from deeplab_jax import losses, optim, sharding, train_step  # pylint: disable=import-outside-toplevel
-  config = voc_aspp.get_config('tiny')
+  config = tiny.get_config(voc_aspp)
   config.model.batch_norm = 'frozen'
   mesh = sharding.make_mesh()
   model = models.build(config)
-  tx, schedule = optim.create_optimizer(config.optim, 100, frozen_batch_norm=True)
+  tx, schedule = optim.create_optimizer(config.optim, 100, frozen_batch_norm=True,
+                                          classifiers=model.classifier_paths())
   state = train_step.create_train_state(config, model, tx, mesh)
   before = jax.device_get(state)
   rng = np.random.default_rng(0)
@@ -271,7 +273,8 @@ def test_training_step_sums_the_four_msc_losses_and_never_moves_frozen_bn():
   after = jax.device_get(state)
   assert len(maps) == 4
   np.testing.assert_allclose(metrics['loss'], expected, rtol=1e-5)
-  labels = optim.param_labels(after.params, frozen_batch_norm=True)
+  labels = optim.param_labels(after.params, frozen_batch_norm=True,
+                              classifiers=model.classifier_paths())
   moved = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), before.params, after.params)
   for label, changed in zip(jax.tree_util.tree_leaves(labels), jax.tree_util.tree_leaves(moved)):
     assert changed == (label != 'frozen'), label

@@ -24,6 +24,7 @@ import pytest
 from configs import voc_deeplab_v1
 from configs import voc_largefov
 from configs import voc_largefov_v1
+from configs import tiny
 from deeplab_jax import inference
 from deeplab_jax import losses
 from deeplab_jax import models
@@ -126,7 +127,7 @@ def _traced_ops(config, size, train):
 def _full(config_module):
   config = config_module.get_config()
   config.model.atrous_impl = 'dilation'  # One conv_general_dilated per layer to read back.
-  config.model.dropout = 0.0
+  config.model.head.dropout = 0.0
   return config
 
 
@@ -151,7 +152,7 @@ def test_learning_rate_and_decay_multipliers_are_the_prototxts(config_module, ro
   config = _full(config_module)
   shapes = jax.eval_shape(lambda: models.build(config).init(
       jax.random.key(0), jnp.zeros((1, 33, 33, 3), jnp.uint8), train=False))['params']
-  mults = optim.lr_multipliers(shapes, config.optim)
+  mults = optim.lr_multipliers(shapes, config.optim, classifiers=models.classifier_paths(config))
   for name, *_, (lr_w, lr_b), (decay_w, decay_b), line in rows:
     path = OUR_PATH.get(name, f'trunk/{name}').split('/')
     leaf = mults
@@ -247,7 +248,7 @@ def test_v1_deeplab_trains_and_evaluates_end_to_end(tmp_path, data_dir):
   train.py's and evaluate.py's library calls: 2 steps, then val mIoU."""
   from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
   from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
-  config = voc_deeplab_v1.get_config('tiny')
+  config = tiny.get_config(voc_deeplab_v1)
   config.dataset.data_dir = data_dir
   config.num_train_steps = 2
   config.checkpoint_every_steps = 2
@@ -266,7 +267,7 @@ def test_v1_deeplab_release_converts_and_gives_the_test_prototxts_size(tmp_path)
   model, as computed above; here the tiny widths at the tiny eval size)."""
   from deeplab_jax.convert import caffe  # pylint: disable=import-outside-toplevel
   from deeplab_jax.testing import fake_caffe  # pylint: disable=import-outside-toplevel
-  config = voc_deeplab_v1.get_config('tiny')
+  config = tiny.get_config(voc_deeplab_v1)
   variables = fake_caffe.random_variables(config, seed=3)
   layers = fake_caffe.layers_from_flax(variables, config, 'deeplab_v2_vgg',
                                        classifier_tag='pascal')

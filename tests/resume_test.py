@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import tiny
 from deeplab_jax import checkpoint
 from deeplab_jax import models
 from deeplab_jax import optim
@@ -73,7 +74,7 @@ OVERRIDES = [f'--config.num_train_steps={STEPS}', f'--config.checkpoint_every_st
 
 def _config(data_dir):
   from configs import shapes as shapes_config  # pylint: disable=import-outside-toplevel
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   config.dataset.data_dir = data_dir
   config.num_train_steps, config.checkpoint_every_steps = STEPS, EVERY
   config.log_every_steps = 1
@@ -82,7 +83,7 @@ def _config(data_dir):
 
 def _final_state(config, workdir):
   model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
   mngr = checkpoint.manager(workdir, read_only=True)
   return jax.device_get(checkpoint.restore(
       mngr, train_step.abstract_train_state(config, model, tx, sharding.make_mesh())))
@@ -99,7 +100,7 @@ def uninterrupted(tmp_path_factory, data_dir):
 
 def _start(workdir, data_dir):
   return subprocess.Popen(
-      [sys.executable, '-u', 'train.py', '--config=configs/shapes.py:tiny',
+      [sys.executable, '-u', 'train.py', '--config=configs/tiny.py:shapes',
        f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}', *OVERRIDES],
       cwd=ROOT, stderr=subprocess.PIPE, text=True)
 

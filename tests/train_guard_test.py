@@ -21,7 +21,7 @@ from deeplab_jax import train_step
 
 def _restore(config, workdir, step=None):
   model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
   mngr = checkpoint.manager(workdir, read_only=True)
   return jax.device_get(checkpoint.restore(
       mngr, train_step.abstract_train_state(config, model, tx, sharding.make_mesh()), step))

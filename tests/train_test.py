@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import tiny
 from deeplab_jax import checkpoint
 from deeplab_jax import eval_lib
 from deeplab_jax import models
@@ -40,7 +41,7 @@ def _tree_equal(a, b):
 
 def test_sharded_step_equals_single_device_step(tiny_config, tiny_builder):
   model = models.build(tiny_config)
-  tx, schedule = optim.create_optimizer(tiny_config.optim, tiny_config.num_train_steps)
+  tx, schedule = optim.create_optimizer(tiny_config.optim, tiny_config.num_train_steps, classifiers=models.classifier_paths(tiny_config))
   batches = iter(input_pipeline.train_iterator(tiny_config, tiny_builder, 8))
   host_batches = [next(batches) for _ in range(2)]
   results = {}
@@ -69,7 +70,7 @@ def test_sharded_step_equals_single_device_step(tiny_config, tiny_builder):
 def trained_run(tmp_path_factory, data_dir):
   """A tiny run trained straight through 4 steps, checkpoints at 2 and 4."""
   from configs import shapes as shapes_config  # pylint: disable=import-outside-toplevel
-  config = shapes_config.get_config('tiny')
+  config = tiny.get_config(shapes_config)
   config.dataset.data_dir = data_dir
   workdir = str(tmp_path_factory.mktemp('run'))
   state = train_lib.train_and_evaluate(config, workdir)
@@ -92,7 +93,7 @@ def test_interrupted_run_resumes_to_identical_parameters(trained_run, tmp_path):
   shutil.rmtree(os.path.join(checkpoint.checkpoint_dir(resumed_dir), '4'))
 
   model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps)
+  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps, classifiers=models.classifier_paths(config))
   mesh = sharding.make_mesh()
   mngr = checkpoint.manager(resumed_dir, read_only=True)
   at_2 = checkpoint.restore(mngr, train_step.abstract_train_state(config, model, tx, mesh))
@@ -129,7 +130,7 @@ def test_resuming_with_another_training_state_is_a_user_error(trained_run, tmp_p
   other = config.copy_and_resolve_references()
   other.model.batch_norm = 'none'
   model = models.build(other)
-  tx, _ = optim.create_optimizer(other.optim, other.num_train_steps)
+  tx, _ = optim.create_optimizer(other.optim, other.num_train_steps, classifiers=models.classifier_paths(other))
   mngr = checkpoint.manager(workdir, read_only=True)
   with pytest.raises(UserError, match=r'does not fit this config.*--config.init_from=' + re.escape(workdir)):
     checkpoint.restore(mngr, train_step.abstract_train_state(other, model, tx,

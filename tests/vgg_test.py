@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import parts
 from configs import shapes as shapes_config
 from deeplab_jax import models
 from deeplab_jax.models.pooling import caffe_pool_size, max_pool_caffe
@@ -12,11 +13,8 @@ from deeplab_jax.models.pooling import caffe_pool_size, max_pool_caffe
 
 def _vgg_config(rates=(12,), kernel=3, hidden=(1024, 1024), num_classes=21):
   config = shapes_config.get_config()
-  config.model.trunk = 'vgg16'
-  config.model.head_rates = rates
-  config.model.head_kernel_size = kernel
-  config.model.head_hidden = hidden
-  config.model.dropout = 0.5
+  config.model.backbone = parts.vgg16()
+  config.model.head = parts.aspp(rates, hidden=hidden, kernel_size=kernel, dropout=0.5)
   config.dataset.num_classes = num_classes
   return config
 

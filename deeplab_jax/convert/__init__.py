@@ -78,9 +78,10 @@ def detect(path: str) -> str:
                   '(torch.save); which file is it?')
 
 
-def is_classifier(path: str) -> bool:
-  """The layers that score classes (the optimizer's classifier group)."""
-  return any('classifier' in part for part in path.split('/')[:-1])
+def is_classifier(path: str, config) -> bool:
+  """Whether variable `path` is in a layer that scores classes, as
+  `config`'s model parts declare them (the optimizer's classifier group)."""
+  return models.is_classifier(path, models.classifier_paths(config))
 
 
 def init_variables(config, seed=None):
@@ -112,6 +113,7 @@ def assemble(converted: Converted, config, reinit_classifier=False, path='',
   found = flatten(converted.variables)
   wrong = {m.path: m for m in variables_tree.mismatches(variables_tree.shapes(found),
                                                          variables_tree.shapes(target))}
+  classifiers = models.classifier_paths(config)
   out, missing, misshaped, reinit = {}, [], [], []
   for name, fresh in target.items():
     mismatch = wrong.get(name)
@@ -123,7 +125,7 @@ def assemble(converted: Converted, config, reinit_classifier=False, path='',
         reinit.append(name)
       else:
         missing.append(name)
-    elif is_classifier(name) and reinit_classifier:
+    elif models.is_classifier(name, classifiers) and reinit_classifier:
       out[name] = fresh
       reinit.append(name)
     else:
@@ -132,7 +134,7 @@ def assemble(converted: Converted, config, reinit_classifier=False, path='',
   problems = []
   if misshaped:
     hint = ''
-    if all(is_classifier(m.split(':')[0]) for m in misshaped):
+    if all(models.is_classifier(m.split(':')[0], classifiers) for m in misshaped):
       hint = (f' (the file was trained for another number of classes than '
               f'config.dataset.num_classes={config.dataset.num_classes}; '
               'pass --reinit_classifier to start that layer afresh)')
@@ -221,8 +223,7 @@ def convert_to_workdir(path: str, config, output: str,
     raise UserError(f'{output} already holds checkpoints; give an empty or new --output')
   converted = read(path, config, keep_init_classifier)
   mesh = sharding.make_mesh()
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps,
-                                 config.model.batch_norm == 'frozen')
+  tx, _ = optim.from_config(config)
   # Its params come from config.seed, as init_variables' do: the fresh leaves.
   state = train_step.create_train_state(config, models.build(config), tx, mesh)
   variables, reinit = assemble(converted, config, reinit_classifier, path,

@@ -28,7 +28,7 @@ _KEEP_INIT = flags.DEFINE_bool(
     'keep_init_classifier', False,
     'Keep an init file\'s own classifier (fc1_coco, the 91-class 1x1 layer of the COCO '
     'init.caffemodel) as the head of a one-branch 1x1 model '
-    '(--config.model.head_rates=1 --config.model.head_kernel_size=1 '
+    '(--config.model.head.rates=1 --config.model.head.kernel_size=1 '
     '--config.dataset.num_classes=91) instead of dropping it.')
 flags.mark_flags_as_required(['config', 'input', 'output'])
 

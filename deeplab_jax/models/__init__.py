@@ -1,15 +1,19 @@
 """Model zoo: `build(config)` turns `config.model` into a flax module.
 
-  trunk 'vgg16'  + head_hidden (1024, 1024), rate 12          v1/v2 LargeFOV
-                 + head_kernel_size 4, hidden (4096, 4096), rate 4,
-                   vgg_pools V1_POOLS (vgg_eval_pools V1_EVAL_POOLS)  v1 DeepLab
-                 + multilayer_widths (128, 128)               v1 MSc-LargeFOV
-                 + head_rates (6, 12, 18, 24) / (2, 4, 8, 12)   v2 ASPP-L / -S
-  trunk 'resnet' + head_hidden (), rates (6, 12, 18, 24)       v2 ResNet ASPP-L
-                 + head_rates (12,)                           v2 ResNet LargeFOV
-  input_scales (1.0, 0.75, 0.5)                                v2 MSC on any of them
-  trunk 'small'                                                CPU demo / tests
-  crf_layer True                  dense CRF as the last layer (crf_layer.py)
+A model is the segmenter (deeplab.py: normalisation, MSC, the optional CRF
+layer) over registered parts (registry.py), each built from its own section:
+
+  config.model.backbone  name 'small' (CPU demo / tests), 'vgg16', 'resnet'
+  config.model.head      name 'aspp': rates (12,) LargeFOV, (6, 12, 18, 24)
+                         ASPP-L, (2, 4, 8, 12) ASPP-S; hidden (1024, 1024)
+                         for VGG's fc6 / fc7, kernel_size 4 for v1 DeepLab
+  config.model.multilayer  widths (128, 128): v1 MSc on VGG's pools (absent: none)
+  config.model           input_scales (1.0, 0.75, 0.5): v2 MSC on any of them;
+                         crf_layer: the dense CRF as the last layer;
+                         atrous_impl, batch_norm, dtype: every part's layers
+                         (layers.py), checked once here.
+
+The paper configs compose these from configs/parts.py.
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ import jax
 import jax.numpy as jnp
 
 from deeplab_jax.errors import UserError
-from deeplab_jax.models.aspp import ASPP
 from deeplab_jax.models import crf_layer as crf_layer_lib
-from deeplab_jax.models.atrous import IMPLEMENTATIONS
+from deeplab_jax.models import layers as layers_lib
+from deeplab_jax.models import registry
 from deeplab_jax.models.deeplab import DeepLab
+from deeplab_jax.models.features import check_reads
 from deeplab_jax.models.multilayer import MultiLayerScores
-from deeplab_jax.models.resnet import BLOCKS, ResNet
-from deeplab_jax.models.small import SmallTrunk
-from deeplab_jax.models.vgg import LARGEFOV_POOLS, VGG16, check_pools
 
-_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-TRUNKS = ('small', 'vgg16', 'resnet')
+
+def _checked(part_name, module, strides):
+  try:
+    check_reads(part_name, tuple(module.reads), strides)
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  return module
 
 
 def build(config):
@@ -39,57 +46,63 @@ def build(config):
   the dense CRF's log Q at image size (`crf_layer.CRFLayer`, params['crf']).
   """
   m = config.model
-  if m.dtype not in _DTYPES:
-    raise UserError(f'model.dtype {m.dtype!r} is not one of {sorted(_DTYPES)}')
-  if m.atrous_impl not in IMPLEMENTATIONS:
-    raise UserError(f'model.atrous_impl {m.atrous_impl!r} is not one of {IMPLEMENTATIONS}')
-  if m.batch_norm not in ('train', 'frozen', 'none'):
-    raise UserError(f'model.batch_norm {m.batch_norm!r} is not one of train, frozen, none')
+  layers = layers_lib.from_config(m)
   scales = tuple(float(s) for s in m.input_scales)
   if 1.0 not in scales:
     raise UserError(f'model.input_scales {scales} must include 1.0 (the fused map\'s size)')
-  dtype = _DTYPES[m.dtype]
-  multilayer_widths = tuple(m.multilayer_widths)
-  if m.trunk == 'small':
-    trunk = SmallTrunk(widths=tuple(m.widths),
-                       atrous_widths=tuple(m.atrous_widths),
-                       atrous_rates=tuple(m.atrous_rates),
-                       residual=m.residual,
-                       batch_norm=m.batch_norm, atrous_impl=m.atrous_impl,
-                       dtype=dtype)
-  elif m.trunk == 'vgg16':
-    eval_pools = m.get('vgg_eval_pools', ())
-    trunk = VGG16(pools=check_pools(m.get('vgg_pools', LARGEFOV_POOLS)),
-                  eval_pools=(check_pools(eval_pools, 'model.vgg_eval_pools')
-                              if eval_pools else None),
-                  pool5a=m.vgg_pool5a, return_skips=bool(multilayer_widths),
-                  base_width=m.base_width,
-                  atrous_impl=m.atrous_impl, dtype=dtype)
-  elif m.trunk == 'resnet':
-    if m.resnet_depth not in BLOCKS:
-      raise UserError(f'model.resnet_depth {m.resnet_depth} is not one of {sorted(BLOCKS)}')
-    if m.batch_norm == 'none':
-      raise UserError("model.batch_norm 'none' is not available for ResNet")
-    trunk = ResNet(depth=m.resnet_depth, base_width=m.base_width,
-                   batch_norm=m.batch_norm,
-                   atrous_impl=m.atrous_impl, dtype=dtype)
-  else:
-    raise UserError(f'model.trunk {m.trunk!r} is not one of {list(TRUNKS)}')
-  if multilayer_widths and m.trunk != 'vgg16':
-    raise UserError('model.multilayer_widths (v1 MSc) needs model.trunk=vgg16')
-  head = ASPP(num_classes=config.dataset.num_classes,
-              rates=tuple(m.head_rates), hidden=tuple(m.head_hidden),
-              kernel_size=m.head_kernel_size,
-              dropout=m.dropout, atrous_impl=m.atrous_impl, dtype=dtype)
+  num_classes = config.dataset.num_classes
+  trunk = registry.lookup('backbone', m.backbone.name)(m.backbone, layers)
+  strides = trunk.feature_strides()
+  head = _checked(f'model.head {m.head.name!r}',
+                  registry.lookup('head', m.head.name)(m.head, layers, num_classes), strides)
   multilayer = None
-  if multilayer_widths:
-    multilayer = MultiLayerScores(config.dataset.num_classes, multilayer_widths,
-                                  dropout=m.dropout, dtype=dtype)
+  widths = multilayer_widths(m)
+  if widths:
+    multilayer = _checked(
+        'model.multilayer (v1 MSc)',
+        MultiLayerScores(num_classes, widths, dropout=m.multilayer.dropout, layers=layers),
+        strides)
   crf = crf_layer_lib.from_config(config) if m.get('crf_layer', False) else None
   return DeepLab(trunk=trunk, head=head, multilayer=multilayer,
                  input_scales=scales, align_corners=m.align_corners,
                  pixel_mean=tuple(m.pixel_mean), pixel_std=tuple(m.pixel_std),
-                 channel_order=m.channel_order, dtype=dtype, crf=crf)
+                 channel_order=m.channel_order, dtype=layers.dtype, crf=crf)
+
+
+def classifier_paths(config) -> tuple[str, ...]:
+  """Module paths of `build(config)`'s class-scoring layers, as its parts
+  declare them: the optimizer's classifier group, the layers a converter may
+  start afresh. Nothing is initialised."""
+  return build(config).classifier_paths()
+
+
+def is_classifier(path: str, classifiers) -> bool:
+  """Whether a variable path ('params/head/branch0_classifier/kernel', or the
+  path without 'params/') lies in one of the `classifiers` module paths."""
+  parts = path.split('/')
+  if parts[0] in ('params', 'batch_stats'):
+    parts = parts[1:]
+  module = '/'.join(parts[:-1])
+  return any(module == c or module.startswith(c + '/') for c in classifiers)
+
+
+def multilayer_widths(model_config) -> tuple:
+  """v1 MSc's widths, () where `config.model` has no multilayer section."""
+  section = model_config.get('multilayer')
+  return tuple(section.widths) if section is not None else ()
+
+
+def describe(model_config) -> str:
+  """'backbone resnet (depth 101, base_width 64), head aspp (rates (6, 12), ...)'
+  for error messages: the parts and every field of their sections."""
+  def part(kind, section):
+    fields = ', '.join(f'{k} {tuple(v) if isinstance(v, list) else v}'
+                       for k, v in section.items() if k != 'name')
+    return f'{kind} {section.get("name", "")} ({fields})'
+  out = [part('backbone', model_config.backbone), part('head', model_config.head)]
+  if multilayer_widths(model_config):
+    out.append(f'multilayer widths {multilayer_widths(model_config)}')
+  return ', '.join(out)
 
 
 def variable_shapes(config) -> dict[str, tuple[int, ...]]:

@@ -40,7 +40,7 @@ on it (usually background). Padding itself is not scored. Post-hoc
 Use it to fine-tune a trained network (converted official weights, or
 `with_fresh_layer` on a run's weights): from random init the messages (up
 to w1 + w2 per label) swamp the near-zero logits, the CRF settles on few
-labels and the loss climbs (seen on configs/shapes.py:tiny at lr 0.1).
+labels and the loss climbs (seen on configs/tiny.py:shapes at lr 0.1).
 
 Cost: the lattice is built per image and kernel and each unrolled iteration
 filters twice; the backward pass stores every iteration's Q. See the

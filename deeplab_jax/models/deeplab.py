@@ -1,4 +1,10 @@
-"""DeepLab = input normalisation -> trunk (output stride 8) -> head, over scales.
+"""DeepLab = input normalisation -> backbone -> head, over scales: the segmenter.
+
+Every model is this module over registered parts (registry.py): `trunk` is
+the backbone (returning `features.Features`; the attribute keeps the name
+of the parameters' top scope, `params/trunk/...`), `head` scores classes
+from the features it `reads`, the optional `multilayer` (v1 MSc) adds scores
+from other features, and the optional `crf` layer refines the result.
 
 Input convention (every model): NHWC images, RGB channel order, values 0-255
 (uint8 or float). The model itself reorders channels (`channel_order='bgr'` for
@@ -37,9 +43,9 @@ from deeplab_jax.models.resize import resize_bilinear, resize_by_scale
 
 
 class DeepLab(nn.Module):
-  trunk: nn.Module
-  head: nn.Module
-  multilayer: Optional[nn.Module] = None  # v1 "MSc" scores from trunk skips.
+  trunk: nn.Module  # The backbone: x -> Features.
+  head: nn.Module  # Features -> class scores.
+  multilayer: Optional[nn.Module] = None  # v1 "MSc" scores from trunk features.
   input_scales: Sequence[float] = (1.0,)
   align_corners: bool = False
   pixel_mean: Sequence[float] = (123.675, 116.28, 103.53)
@@ -51,14 +57,19 @@ class DeepLab(nn.Module):
   def scores(self, x, train):
     """Class scores (float32) of the network at one scale."""
     features = self.trunk(x.astype(self.dtype), train=train)
-    skips = None
-    if isinstance(features, tuple):
-      features, skips = features
     logits = self.head(features, train=train)
     if self.multilayer is not None:  # Its fc_fusion; at test full size (multilayer.py).
-      logits = self.multilayer(skips, logits, train=train,
+      logits = self.multilayer(features, logits, train=train,
                                align_corners=self.align_corners)
     return logits.astype(jnp.float32)
+
+  def classifier_paths(self) -> tuple[str, ...]:
+    """Module paths ('head/branch0_classifier') of the layers that score
+    classes, as the parts declare them (callable before init)."""
+    paths = [f'head/{name}' for name in self.head.classifier_layers()]
+    if self.multilayer is not None:
+      paths += [f'multilayer/{name}' for name in self.multilayer.classifier_layers()]
+    return tuple(paths)
 
   def normalize(self, images_BxHxWx3, valid_BxHxW=None):
     """float32 network input: channels reordered, (x - mean) / std, and 0

@@ -27,17 +27,24 @@ The strided training convs read exactly the dense maps' pixels 8 i (pad 1,
 Initialisation follows the prototxt's fillers: Gaussian std 0.001 for {b}_conv
 and {b}_fc (pool4_fc 0.005), 0.01 for {b}_ms, biases 0; pool3_ms has no
 filler in the release, Caffe's default constant 0.
+
+It reads the backbone's `image` and `pool1` .. `pool4` features (VGG-16's;
+`READS`), configured by config.model.multilayer (widths, dropout; widths ()
+= none). The `{b}_ms` layers score classes but are not in the optimizer's
+classifier group (`classifier_layers()` is empty): the MSc releases set
+their rates per layer (optim.lr_mults), and without such a table they train
+at the backbone rate, as they always have here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from deeplab_jax.models.atrous import AtrousConv
+from deeplab_jax.models.layers import Layers
 from deeplab_jax.models.resize import resize_bilinear
 
 
@@ -60,6 +67,7 @@ BRANCHES = (
     Branch('pool4', 1, 8, 0.001, 0.005, 0.01),
 )
 STRIDES = tuple(b.stride for b in BRANCHES)
+READS = tuple(b.name if b.name != 'data' else 'image' for b in BRANCHES)  # Backbone features.
 FC8_ZOOM = 8  # test.prototxt's fc8_interp.
 
 
@@ -93,7 +101,7 @@ def _normal(std):
 class MultiLayerScores(nn.Module):
   """fc8's scores plus every branch's, as the release's `fc_fusion`.
 
-  `skips` are [image, pool1, pool2, pool3, pool4]; `fc8` the head's scores.
+  `features` hold `READS` (image, pool1 .. pool4); `fc8` the head's scores.
   Training: the sum at fc8's size (output stride 8). `train=False`: the
   test prototxt's dense branches and zoomed maps, summed at the image's size.
   Parameters `{data,pool1..pool4}_{conv,fc,ms}`.
@@ -101,27 +109,29 @@ class MultiLayerScores(nn.Module):
   num_classes: int
   widths: Sequence[int] = (128, 128)  # {b}_conv, {b}_fc.
   dropout: float = 0.5
-  dtype: Any = jnp.float32
+  layers: Layers = Layers()
+  reads: Sequence[str] = READS
+
+  def classifier_layers(self) -> tuple[str, ...]:
+    return ()  # See the module docstring.
 
   @nn.compact
-  def __call__(self, skips, fc8, train: bool, align_corners: bool = True):
+  def __call__(self, features, fc8, train: bool, align_corners: bool = True):
     """`align_corners`: the test zooms' convention (the model's; Caffe: True)."""
     if len(tuple(self.widths)) != 2:
       raise ValueError(f'v1 MSc has two layers per branch ({{b}}_conv, {{b}}_fc), '
                        f'not widths {tuple(self.widths)}')
-    if len(skips) != len(BRANCHES):
-      raise ValueError(f'MSc needs {len(BRANCHES)} skips (image, pool1-4), got {len(skips)}')
+    skips = [features[name] for name in self.reads]
     conv_width, fc_width = self.widths
     maps = []
     for x, b in zip(skips, BRANCHES):
-      x = AtrousConv(conv_width, 3, stride=b.stride if train else 1, dtype=self.dtype,
-                     kernel_init=_normal(b.conv_std), name=f'{b.name}_conv')(x)
+      conv = self.layers.conv
+      x = conv(conv_width, 3, stride=b.stride if train else 1,
+               kernel_init=_normal(b.conv_std), name=f'{b.name}_conv')(x)
       x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
-      x = AtrousConv(fc_width, 1, dtype=self.dtype,
-                     kernel_init=_normal(b.fc_std), name=f'{b.name}_fc')(x)
+      x = conv(fc_width, 1, kernel_init=_normal(b.fc_std), name=f'{b.name}_fc')(x)
       x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
-      y = AtrousConv(self.num_classes, 1, dtype=self.dtype,
-                     kernel_init=_normal(b.ms_std), name=f'{b.name}_ms')(x)
+      y = conv(self.num_classes, 1, kernel_init=_normal(b.ms_std), name=f'{b.name}_ms')(x)
       maps.append(y if train else zoom(y, b.zoom, align_corners))
     total = fc8 if train else zoom(fc8, FC8_ZOOM, align_corners)
     size = total.shape[1:3] if train else maps[0].shape[1:3]

@@ -12,16 +12,20 @@ Names follow the widely used PyTorch port (`layer2/block1/reduce/conv/kernel`,
 `.../bn/{scale,bias,mean,var}`), which maps one-to-one onto the Caffe names
 (`res2a_branch2a`, `bn2a_branch2a`, `scale2a_branch2a`, ...). Convs have no
 bias; BatchNorm is 'frozen' (the paper) or 'train', by config.
+
+Features: `layer1` (the stem, stride 4), `layer2` .. `layer5` (4, 8, 8, 8)
+and `out` (layer5). Registered as backbone 'resnet' (config.model.backbone:
+depth, base_width).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
-import jax.numpy as jnp
 
-from deeplab_jax.models.conv_bn import ConvBN
+from deeplab_jax.errors import UserError
+from deeplab_jax.models import registry
+from deeplab_jax.models.features import OUT, Features
+from deeplab_jax.models.layers import Layers
 from deeplab_jax.models.pooling import max_pool_caffe
 
 # Bottleneck blocks per stage; 14 (one block a stage) is for tests.
@@ -36,21 +40,17 @@ class Bottleneck(nn.Module):
   stride: int = 1
   rate: int = 1
   shortcut: bool = False
-  batch_norm: str = 'frozen'
-  atrous_impl: str = 'dilation'
-  dtype: Any = jnp.float32
+  layers: Layers = Layers(batch_norm='frozen')
 
   @nn.compact
   def __call__(self, x, train: bool):
-    kw = dict(batch_norm=self.batch_norm, atrous_impl=self.atrous_impl,
-              dtype=self.dtype)
+    conv_bn = self.layers.conv_bn
     mid = self.features // 4
-    h = ConvBN(mid, 1, stride=self.stride, name='reduce', **kw)(x, train)
-    h = ConvBN(mid, 3, rate=self.rate, name='conv3x3', **kw)(h, train)
-    h = ConvBN(self.features, 1, relu=False, name='increase', **kw)(h, train)
+    h = conv_bn(mid, 1, stride=self.stride, name='reduce')(x, train)
+    h = conv_bn(mid, 3, rate=self.rate, name='conv3x3')(h, train)
+    h = conv_bn(self.features, 1, relu=False, name='increase')(h, train)
     if self.shortcut:
-      x = ConvBN(self.features, 1, stride=self.stride, relu=False,
-                 name='shortcut', **kw)(x, train)
+      x = conv_bn(self.features, 1, stride=self.stride, relu=False, name='shortcut')(x, train)
     return nn.relu(h + x)
 
 
@@ -60,32 +60,25 @@ class ResLayer(nn.Module):
   features: int
   stride: int = 1
   rate: int = 1
-  batch_norm: str = 'frozen'
-  atrous_impl: str = 'dilation'
-  dtype: Any = jnp.float32
+  layers: Layers = Layers(batch_norm='frozen')
 
   @nn.compact
   def __call__(self, x, train: bool):
     for i in range(self.num_blocks):
       x = Bottleneck(self.features, stride=self.stride if i == 0 else 1,
-                     rate=self.rate, shortcut=i == 0,
-                     batch_norm=self.batch_norm, atrous_impl=self.atrous_impl,
-                     dtype=self.dtype, name=f'block{i + 1}')(x, train)
+                     rate=self.rate, shortcut=i == 0, layers=self.layers,
+                     name=f'block{i + 1}')(x, train)
     return x
 
 
 class Stem(nn.Module):
   """7x7/2 conv + BN + ReLU (`conv1`), then the ceil-mode 3x3/2 max pool."""
   features: int = 64
-  batch_norm: str = 'frozen'
-  atrous_impl: str = 'dilation'
-  dtype: Any = jnp.float32
+  layers: Layers = Layers(batch_norm='frozen')
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = ConvBN(self.features, 7, stride=2, batch_norm=self.batch_norm,
-               atrous_impl=self.atrous_impl, dtype=self.dtype,
-               name='conv1')(x, train)
+    x = self.layers.conv_bn(self.features, 7, stride=2, name='conv1')(x, train)
     return max_pool_caffe(x, 3, stride=2, pad=1)
 
 
@@ -93,19 +86,38 @@ class ResNet(nn.Module):
   """DeepLab v2's ResNet trunk: 2048 channels at output stride 8."""
   depth: int = 101
   base_width: int = 64  # Stem width; stage widths scale with it (64: ResNet).
-  batch_norm: str = 'frozen'
-  atrous_impl: str = 'dilation'
-  dtype: Any = jnp.float32
+  layers: Layers = Layers(batch_norm='frozen')
+
+  def feature_strides(self) -> dict[str, int]:
+    strides, stride = {'layer1': 4}, 4
+    for stage, (_, s, _) in enumerate(_STAGES, start=2):
+      stride *= s
+      strides[f'layer{stage}'] = stride
+    strides[OUT] = stride
+    return strides
 
   @nn.compact
   def __call__(self, x_BxHxWx3, train: bool):
     if self.depth not in BLOCKS:
       raise ValueError(f'ResNet depth {self.depth} is not one of {sorted(BLOCKS)}')
-    kw = dict(batch_norm=self.batch_norm, atrous_impl=self.atrous_impl,
-              dtype=self.dtype)
-    x = Stem(self.base_width, name='layer1', **kw)(x_BxHxWx3, train)
+    x = Stem(self.base_width, layers=self.layers, name='layer1')(x_BxHxWx3, train)
+    maps = {'layer1': x}
     for stage, (num_blocks, (width, stride, rate)) in enumerate(
         zip(BLOCKS[self.depth], _STAGES), start=2):
-      x = ResLayer(num_blocks, width * self.base_width // 64, stride, rate, name=f'layer{stage}',
-                   **kw)(x, train)
-    return x
+      x = ResLayer(num_blocks, width * self.base_width // 64, stride, rate,
+                   layers=self.layers, name=f'layer{stage}')(x, train)
+      maps[f'layer{stage}'] = x
+    maps[OUT] = x
+    return Features(maps, self.feature_strides())
+
+
+@registry.register_backbone('resnet')
+def from_config(section, layers: Layers) -> ResNet:
+  """`config.model.backbone` with name 'resnet'."""
+  registry.check_fields(section, "backbone 'resnet'", ('depth', 'base_width'))
+  depth = int(section.get('depth', 101))
+  if depth not in BLOCKS:
+    raise UserError(f'model.backbone.depth {depth} is not one of {sorted(BLOCKS)}')
+  if layers.batch_norm == 'none':
+    raise UserError("model.batch_norm 'none' is not available for ResNet")
+  return ResNet(depth=depth, base_width=int(section.get('base_width', 64)), layers=layers)

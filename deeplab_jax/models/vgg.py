@@ -16,18 +16,24 @@ Output stride 8 in every case. Pooling follows Caffe's ceil-mode size rule
 stride-1 average pool (zero padding counted in the divisor, as Caffe and
 PyTorch's default do) before fc6. Layer names are Caffe's, so converted
 weights map by name.
+
+Features: `image` (the normalised input, stride 1), `pool1` .. `pool4` (the
+inputs of v1's MSc branches) and `out` (after pool5 / pool5a), strides from
+the pools. Registered as backbone 'vgg16' (config.model.backbone: pools,
+eval_pools, pool5a, base_width).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from deeplab_jax.errors import UserError
-from deeplab_jax.models.atrous import AtrousConv
+from deeplab_jax.models import registry
+from deeplab_jax.models.features import OUT, Features
+from deeplab_jax.models.layers import Layers
 from deeplab_jax.models.pooling import max_pool_caffe
 
 # (width, number of convs) per stage.
@@ -46,7 +52,7 @@ V1_POOLS = ((2, 2, 1), (2, 2, 1), (2, 2, 1), (2, 1, 0), (3, 1, 1))
 V1_EVAL_POOLS = ((2, 2, 1), (2, 2, 1), (2, 2, 1), (2, 1, 1), (3, 1, 1))
 
 
-def check_pools(pools, name='model.vgg_pools'):
+def check_pools(pools, name='model.backbone.pools'):
   """`pools` as five (kernel, stride, pad) int triples, else a UserError."""
   try:
     pools = tuple(tuple(int(v) for v in p) for p in pools)
@@ -74,36 +80,52 @@ def avg_pool_3x3(x_BxHxWxC):
 
 
 class VGG16(nn.Module):
-  """DeepLab's VGG-16 trunk (no fc layers): output stride 8, 512 channels.
-
-  With `return_skips`, returns (features, [image, pool1, .., pool4]): the
-  inputs of v1's multi-layer "MSc" features.
-  """
+  """DeepLab's VGG-16 trunk (no fc layers): output stride 8, 512 channels."""
   pools: Sequence[Sequence[int]] = LARGEFOV_POOLS  # pool1..5 (kernel, stride, pad).
   eval_pools: Optional[Sequence[Sequence[int]]] = None  # At test (train=False); None: `pools`.
   pool5a: bool = False
-  return_skips: bool = False
   base_width: int = 64  # conv1's width; the others scale with it (64: VGG-16).
-  atrous_impl: str = 'dilation'
-  dtype: Any = jnp.float32
+  layers: Layers = Layers()  # Its atrous_impl and dtype (VGG has no BatchNorm).
+
+  def feature_strides(self) -> dict[str, int]:
+    strides, stride = {'image': 1}, 1
+    for stage, (_, s, _) in enumerate(self.pools, start=1):
+      stride *= s
+      if stage <= 4:
+        strides[f'pool{stage}'] = stride
+    strides[OUT] = stride
+    return strides
 
   @nn.compact
   def __call__(self, x_BxHxWx3, train: bool):
     # No BatchNorm or dropout in the trunk; `train` only picks the pools.
     pools = self.pools if train or self.eval_pools is None else self.eval_pools
     x = x_BxHxWx3
-    skips = [x]
+    maps = {'image': x}
     for stage, (width, num_convs) in enumerate(_STAGES, start=1):
       rate = 2 if stage == 5 else 1
       width = width * self.base_width // 64
       for i in range(num_convs):
-        x = AtrousConv(width, 3, rate=rate, impl=self.atrous_impl,
-                       dtype=self.dtype, name=f'conv{stage}_{i + 1}')(x)
+        x = self.layers.conv(width, 3, rate=rate, name=f'conv{stage}_{i + 1}')(x)
         x = nn.relu(x)
       kernel, stride, pad = pools[stage - 1]
       x = max_pool_caffe(x, kernel, stride=stride, pad=pad)
       if stage <= 4:
-        skips.append(x)
+        maps[f'pool{stage}'] = x
     if self.pool5a:
       x = avg_pool_3x3(x)
-    return (x, skips) if self.return_skips else x
+    maps[OUT] = x
+    return Features(maps, self.feature_strides())
+
+
+@registry.register_backbone('vgg16')
+def from_config(section, layers: Layers) -> VGG16:
+  """`config.model.backbone` with name 'vgg16'."""
+  registry.check_fields(section, "backbone 'vgg16'",
+                        ('pools', 'eval_pools', 'pool5a', 'base_width'))
+  eval_pools = section.get('eval_pools', ())
+  return VGG16(pools=check_pools(section.get('pools', LARGEFOV_POOLS)),
+               eval_pools=(check_pools(eval_pools, 'model.backbone.eval_pools')
+                           if eval_pools else None),
+               pool5a=bool(section.get('pool5a', False)),
+               base_width=int(section.get('base_width', 64)), layers=layers)

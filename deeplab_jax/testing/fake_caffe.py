@@ -159,8 +159,8 @@ def _with_blobless_layers(weight_layers, trunk, tag):
 
 def _imagenet_fc(variables, config, width, seed):
   """fc6 / fc7 / fc8 InnerProducts whose decimation is branch 0's fc6 / fc7."""
-  hidden = tuple(config.model.head_hidden)
-  k = config.model.head_kernel_size
+  hidden = tuple(config.model.head.hidden)
+  k = config.model.head.kernel_size
   head = variables['params']['head']
   kernel6, bias6 = head['branch0_hidden0']['kernel'], head['branch0_hidden0']['bias']
   kernel7, bias7 = head['branch0_hidden1']['kernel'], head['branch0_hidden1']['bias']
@@ -203,16 +203,16 @@ def layers_from_flax(variables, config, release='deeplab_v2_resnet', *,
   if release not in RELEASES:
     raise ValueError(f'release {release!r} is not one of {RELEASES}')
   variables = {c: _np(variables.get(c, {})) for c in ('params', 'batch_stats')}
-  trunk = config.model.trunk
+  trunk = config.model.backbone.name
   if (trunk == 'resnet') != (release.endswith('resnet') or release == 'deeplab_v2_coco_init'):
-    raise ValueError(f'release {release} does not fit model.trunk {trunk}')
+    raise ValueError(f'release {release} does not fit model.backbone.name {trunk}')
   maps = caffe.layer_map(config, classifier_tag)
   if release.startswith('imagenet') or release == 'deeplab_v2_coco_init':
     maps = [m for m in maps if not m.module[0] == 'head']
   weights = [_weight_layers(m, variables, bn_scale_factor, bn_eps) for m in maps]
   layers = _with_blobless_layers(weights, trunk, classifier_tag)
   if release == 'imagenet_vgg':
-    width = imagenet_width or 4096 * config.model.base_width // 64
+    width = imagenet_width or 4096 * config.model.backbone.get('base_width', 64) // 64
     layers = layers[:-2] + _imagenet_fc(variables, config, width, seed)
   elif release == 'imagenet_resnet':
     rng = np.random.default_rng(seed)

@@ -57,7 +57,7 @@ and the classifier is absent from the result (see below). A one-branch
 DeepLab file (fc6/fc7 without _k) given to a multi-branch config is read the
 same way ("init" files): shared fc6/fc7, no classifier.
 
-DeepLab v1 MSc / MSc-LargeFOV (model.multilayer_widths, TheLegendAli/
+DeepLab v1 MSc / MSc-LargeFOV (model.multilayer.widths, TheLegendAli/
 DeepLab-Context voc12/config/DeepLab-MSc*/train.prototxt): the VGG layers
 above (fc8_{tag}: fc8_voc12, DeepLab-MSc's fc8_pascal) and, per branch b in
 data, pool1 .. pool4, Convolutions {b}_conv (128 x C x 3 x 3), {b}_fc (128 x
@@ -88,7 +88,7 @@ copied by name; the VOC prototxt has no fc1_coco). Here too it is dropped
 by default (listed in `Release.dropped`), the ASPP classifier is absent, and
 the front end initialises it. `keep_init_classifier=True` maps it onto
 head/branch0_classifier instead, which needs a one-branch 1x1 head
-(--config.model.head_rates=1 --config.model.head_kernel_size=1; 91 classes
+(--config.model.head.rates=1 --config.model.head.kernel_size=1; 91 classes
 to keep its class count): the network the file was trained as. Any single
 `fc1` / `fc1_{tag}` layer is read the same way.
 

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from deeplab_jax import models
 from deeplab_jax import variables_tree
 from deeplab_jax.convert.caffe.names import (LayerMap, caffe_shape, canonical, check_supported,
                                              fit, hwio, layer_leaves, msc_maps, resnet_map,
@@ -52,9 +53,8 @@ class _Problems:
     if len(sections) > bool(hint):
       m = config.model
       raise UserError(f'{source}: the Caffe weights do not fit this config\'s model '
-                      f'(trunk {m.trunk}, resnet_depth {m.resnet_depth}, head_rates '
-                      f'{tuple(m.head_rates)}, head_hidden {tuple(m.head_hidden)}, '
-                      f'{config.dataset.num_classes} classes):\n' + '\n'.join(sections))
+                      f'({models.describe(m)}, {config.dataset.num_classes} classes):\n'
+                      + '\n'.join(sections))
 
 
 def _blob_count(m, layer, leaves, problems) -> bool:
@@ -129,8 +129,8 @@ def _fit_other_classes(weight, shape):
 
 def _vgg_shared_head(found, config, target, out, problems, used):
   """fc6 / fc7 of an ImageNet (or one-branch init) file into every branch."""
-  hidden = tuple(config.model.head_hidden)
-  k = config.model.head_kernel_size
+  hidden = tuple(config.model.head.hidden)
+  k = config.model.head.kernel_size
   kernel6 = target['params/head/branch0_hidden0/kernel']
   ok = True
   for name in ('fc6', 'fc7'):
@@ -171,7 +171,7 @@ def _vgg_shared_head(found, config, target, out, problems, used):
     problems.misshaped.append(f'fc6 {w6.shape} / fc7 {w7_fit.shape} -> fc6 {k}x{k}x{hidden[0]}, '
                               f'fc7 {hidden[1]}: {e}')
     return
-  for b in range(len(tuple(config.model.head_rates))):
+  for b in range(len(tuple(config.model.head.rates))):
     for j, (kernel, bias) in enumerate(((kernel_6, bias_6), (kernel_7, bias_7))):
       out[f'params/head/branch{b}_hidden{j}/kernel'] = kernel.copy()
       out[f'params/head/branch{b}_hidden{j}/bias'] = bias.copy()
@@ -259,22 +259,24 @@ def _init_classifier_maps(maps, release, found, config, target, keep, source):
   name = release.init_classifier
   if not keep:
     return maps, dataclasses.replace(release, dropped=(_layer_summary(found[name]),))
-  rates = tuple(config.model.head_rates)
+  rates = tuple(config.model.head.rates)
   kernel = target.get('params/head/branch0_classifier/kernel')
   if len(rates) != 1 or kernel is None or tuple(kernel[:2]) != (1, 1):
     raise UserError(
         f'{source}: keeping {_layer_summary(found[name])}, a single 1x1 '
-        f'classifier, needs a model with one 1x1 head branch, not head_rates {rates} '
-        f'with {config.model.head_kernel_size}x{config.model.head_kernel_size} kernels: '
-        '--config.model.head_rates=1 --config.model.head_kernel_size=1'
+        f'classifier, needs a model with one 1x1 head branch, not head.rates {rates} '
+        f'with {config.model.head.kernel_size}x{config.model.head.kernel_size} kernels: '
+        '--config.model.head.rates=1 --config.model.head.kernel_size=1'
         + (' --config.dataset.num_classes=91' if name == 'fc1_coco' else '')
         + '; or leave it out (the default) to train a fresh head')
   kept = LayerMap(name, 'conv', ('head', 'branch0_classifier'), True)
   return ([m for m in maps if not m.classifier] + [kept],
           dataclasses.replace(release, has_classifier=True))
 
-def _is_classifier(path):
-  return path.startswith('params/head/') and '_classifier/' in path
+def _classifier_test(config):
+  """path -> whether it is in a classifier layer the model's parts declare."""
+  classifiers = models.classifier_paths(config)
+  return lambda path: models.is_classifier(path, classifiers)
 
 
 def _is_msc(path):
@@ -284,6 +286,7 @@ def _is_msc(path):
 def _check_tree(out, target, release, allow_mismatch, allow_missing, source, config):
   """Every leaf of the model, at its shape (the promised exceptions aside)."""
   problems = _Problems()
+  _is_classifier = _classifier_test(config)
   no_msc = not any(_is_msc(p) for p in out)  # A file without v1 MSc layers.
   for m in variables_tree.mismatches(variables_tree.shapes(out), target):
     if m.problem == variables_tree.MISSING:
@@ -305,7 +308,8 @@ def _nest(flat) -> dict:
 
 def classifier_paths(config) -> list[str]:
   """The model's classifier leaves ('params/head/branch0_classifier/kernel', ...)."""
-  return sorted(p for p in target_shapes(config) if _is_classifier(p))
+  is_classifier = _classifier_test(config)
+  return sorted(p for p in target_shapes(config) if is_classifier(p))
 
 
 def convert(layers: Sequence[Layer], config, source: str = 'the caffemodel',

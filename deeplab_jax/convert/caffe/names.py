@@ -18,6 +18,7 @@ import numpy as np
 
 from deeplab_jax import models
 from deeplab_jax.errors import UserError
+from deeplab_jax.models import multilayer_widths
 from deeplab_jax.models.resnet import BLOCKS
 
 
@@ -55,22 +56,26 @@ class LayerMap:
 
 def check_supported(config):
   m = config.model
-  if tuple(m.multilayer_widths) and m.trunk != 'vgg16':
-    raise UserError('v1 MSc (model.multilayer_widths) exists for model.trunk vgg16 only')
-  if m.trunk not in ('resnet', 'vgg16'):
-    raise UserError(f'Caffe weights exist for model.trunk resnet and vgg16, not {m.trunk!r}')
-  if m.trunk == 'vgg16' and len(tuple(m.head_hidden)) != 2:
+  if m.head.name != 'aspp':
+    raise UserError(f'Caffe DeepLab weights fill head aspp (LargeFOV / ASPP), not model.head.name '
+                    f'{m.head.name!r}')
+  if multilayer_widths(m) and m.backbone.name != 'vgg16':
+    raise UserError('v1 MSc (model.multilayer.widths) exists for model.backbone.name vgg16 only')
+  if m.backbone.name not in ('resnet', 'vgg16'):
+    raise UserError('Caffe weights exist for model.backbone.name resnet and vgg16, '
+                    f'not {m.backbone.name!r}')
+  if m.backbone.name == 'vgg16' and len(tuple(m.head.hidden)) != 2:
     raise UserError('the Caffe VGG-16 models have fc6 and fc7 before the classifier: '
-                    f'model.head_hidden must have 2 widths, not {tuple(m.head_hidden)}')
-  if m.trunk == 'resnet' and tuple(m.head_hidden):
+                    f'model.head.hidden must have 2 widths, not {tuple(m.head.hidden)}')
+  if m.backbone.name == 'resnet' and tuple(m.head.hidden):
     raise UserError('the Caffe ResNet models have no hidden head layers: '
-                    'model.head_hidden must be ()')
+                    'model.head.hidden must be ()')
 
 
 def resnet_map(config, tag) -> list[LayerMap]:
-  depth = config.model.resnet_depth
+  depth = config.model.backbone.get('depth')
   if depth not in BLOCKS:
-    raise UserError(f'model.resnet_depth {depth} is not one of {sorted(BLOCKS)}')
+    raise UserError(f'model.backbone.depth {depth} is not one of {sorted(BLOCKS)}')
   out = []
 
   def unit(conv, bn, scale, module):
@@ -88,7 +93,7 @@ def resnet_map(config, tag) -> list[LayerMap]:
         unit(f'res{block}_branch{branch}', f'bn{block}_branch{branch}',
              f'scale{block}_branch{branch}', ours + (name,))
   prefix = f'fc1_{tag}' if tag else 'fc1'
-  for k in range(len(tuple(config.model.head_rates))):
+  for k in range(len(tuple(config.model.head.rates))):
     out.append(LayerMap(f'{prefix}_c{k}', 'conv', ('head', f'branch{k}_classifier'), True))
   return out
 
@@ -115,7 +120,7 @@ def _msc_branch_map(branch) -> list[LayerMap]:
 def msc_maps(maps, found, config) -> list[LayerMap]:
   """`maps` with v1 MSc's layers where the model has them and the file any
   (without: a LargeFOV / DeepLab file, the MSc leaves stay absent)."""
-  if not tuple(config.model.multilayer_widths):
+  if not multilayer_widths(config.model):
     return maps
   msc = [m for b in MSC_BRANCHES for m in _msc_branch_map(b)]
   if not any(m.caffe in found for m in msc):
@@ -124,7 +129,7 @@ def msc_maps(maps, found, config) -> list[LayerMap]:
 
 
 def vgg_head_map(config, tag) -> list[LayerMap]:
-  n = len(tuple(config.model.head_rates))
+  n = len(tuple(config.model.head.rates))
   fc8 = f'fc8_{tag}' if tag else 'fc8'
   out = []
   for k in range(n):
@@ -142,9 +147,9 @@ def layer_map(config, classifier_tag: str | None = 'voc12') -> list[LayerMap]:
   fc1_voc12_c0 / fc8_voc12; None: fc1_c0 / fc8).
   """
   check_supported(config)
-  if config.model.trunk == 'resnet':
+  if config.model.backbone.name == 'resnet':
     return resnet_map(config, classifier_tag)
-  return (vgg_trunk_map(bool(tuple(config.model.multilayer_widths)))
+  return (vgg_trunk_map(bool(multilayer_widths(config.model)))
           + vgg_head_map(config, classifier_tag))
 
 

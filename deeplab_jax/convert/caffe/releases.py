@@ -16,6 +16,7 @@ from typing import Sequence
 from deeplab_jax.convert.caffe.names import caffe_shape, check_supported, fit, target_shapes
 from deeplab_jax.convert.caffe.reading import Layer, weight_layers
 from deeplab_jax.errors import UserError
+from deeplab_jax.models import multilayer_widths
 from deeplab_jax.models.resnet import BLOCKS
 
 # What the Caffe releases (DeepLab v1/v2, ImageNet VGG-16) were trained on,
@@ -67,8 +68,8 @@ def detect_release(layers: Sequence[Layer], config,
 
 def detect_layers(found, config, source, target) -> Release:
   """`detect_release` of `weight_layers`' name -> Layer, `target`: `target_shapes(config)`."""
-  n = len(tuple(config.model.head_rates))
-  if config.model.trunk == 'resnet':
+  n = len(tuple(config.model.head.rates))
+  if config.model.backbone.name == 'resnet':
     present, tag = _classifier_tag(found, _RESNET_CLASSIFIER, source, 'fc1_*_c<k> classifier')
     init = sorted(name for name in found if _INIT_CLASSIFIER.match(name))
     if len(init) > 1:
@@ -103,18 +104,18 @@ def _classifier_tag(found, pattern, source, what) -> tuple[bool, str | None]:
 def file_hint(found, config) -> str:
   """What the file looks like, where that differs from the config."""
   m = config.model
-  if m.trunk == 'resnet' and 'conv1_1' in found:
+  if m.backbone.name == 'resnet' and 'conv1_1' in found:
     return ('the file is a VGG-16 (conv1_1): use a VGG config '
             '(configs/voc_largefov.py, configs/voc_vgg_aspp.py)')
-  if m.trunk == 'vgg16' and ('bn_conv1' in found or 'res2a_branch2a' in found):
+  if m.backbone.name == 'vgg16' and ('bn_conv1' in found or 'res2a_branch2a' in found):
     return 'the file is a ResNet (res2a_branch2a): use configs/voc_aspp.py'
-  if m.trunk == 'vgg16' and not tuple(m.multilayer_widths) and 'data_ms' in found:
+  if m.backbone.name == 'vgg16' and not multilayer_widths(m) and 'data_ms' in found:
     return ('the file is a v1 MSc model (data_ms, pool1_ms, ..): configs/voc_msc_largefov.py '
-            '/ configs/voc_msc.py, or --config.model.multilayer_widths=128,128')
-  if m.trunk == 'resnet':
+            '/ configs/voc_msc.py (model.multilayer)')
+  if m.backbone.name == 'resnet':
     res4 = sum(bool(re.fullmatch(r'res4(?:[a-z]|b\d+)_branch2a', n)) for n in found)
     depth = {blocks[2]: d for d, blocks in BLOCKS.items()}.get(res4)
-    if depth and depth != m.resnet_depth:
+    if depth and depth != m.backbone.get('depth'):
       return (f'the file\'s res4 has {res4} blocks, a ResNet-{depth}: '
-              f'--config.model.resnet_depth={depth}')
+              f'--config.model.backbone.depth={depth}')
   return ''

@@ -17,7 +17,7 @@ Two sources, told apart by their keys:
     layer{2-5}.block{j}.{reduce,conv3x3,increase,shortcut}.{conv,bn}.*   the same below
     aspp.c{i}.weight / .bias              params/head/branch{i}_classifier/kernel / bias
 
-  Config: configs/voc_aspp.py (depth, width and `head_rates` must match the
+  Config: configs/voc_aspp.py (depth, width and `head.rates` must match the
   file). Input convention: the port kept Caffe's (BGR, 0-255 minus
   (104.008, 116.669, 122.675), no scaling), which the VOC configs carry. The
   port resizes with `interpolate(scale_factor=...)`, i.e.
@@ -28,7 +28,7 @@ Two sources, told apart by their keys:
 
     features.{0,2 | 5,7 | 10,12,14 | 17,19,21 | 24,26,28}   conv1_1 .. conv5_3
     classifier.0 (4096 x 25088 = 512*7*7)  fc6, decimated (`decimate.decimate_fc`)
-                                           to model.head_hidden[0] outputs and a
+                                           to model.head.hidden[0] outputs and a
                                            head_kernel_size kernel -> every
                                            params/head/branch{i}_hidden0
     classifier.3 (4096 x 4096)             fc7, rows and columns decimated ->

@@ -48,12 +48,12 @@ class Target(NamedTuple):
 # ----------------------------------------------------------- key tables ----
 
 def _source_for(config) -> str:
-  trunk = config.model.trunk
+  trunk = config.model.backbone.name
   if trunk == 'resnet':
     return RESNET
   if trunk == 'vgg16':
     return VGG16
-  raise UserError(f'model.trunk {trunk!r} has no PyTorch weights to convert; '
+  raise UserError(f'model.backbone.name {trunk!r} has no PyTorch weights to convert; '
                   'use a resnet or vgg16 config')
 
 
@@ -97,7 +97,7 @@ def _vgg_key(path: str, shapes: dict, config) -> tuple[str, tuple[int, ...]] | s
     return None
   if match.group(1) == 'classifier':
     return 'absent'
-  width = _VGG_FC_WIDTH * config.model.base_width // 64
+  width = _VGG_FC_WIDTH * config.model.backbone.get('base_width', 64) // 64
   if match.group(2) == '0':
     pool5 = shapes['params/trunk/conv5_3/bias'][0]
     shape = (width, pool5 * _VGG_POOL5_SIZE ** 2) if name == 'weight' else (width,)
@@ -119,13 +119,13 @@ def _plan(config, source: str) -> _Plan:
   expected = _source_for(config)
   if source != expected:
     raise UserError(f'the file holds {DESCRIPTIONS[source]} weights but '
-                    f'model.trunk is {config.model.trunk!r}; they need a '
+                    f'model.backbone.name is {config.model.backbone.name!r}; they need a '
                     f'{"resnet" if source == RESNET else "vgg16"} config')
   shapes = models.variable_shapes(config)
-  if source == VGG16 and len(config.model.head_hidden) != 2:
+  if source == VGG16 and len(config.model.head.hidden) != 2:
     raise UserError(
         'VGG-16\'s fc6 / fc7 initialise a head with two hidden layers '
-        f'(model.head_hidden, e.g. 1024,1024); this config has {tuple(config.model.head_hidden)}')
+        f'(model.head.hidden, e.g. 1024,1024); this config has {tuple(config.model.head.hidden)}')
   paths, absent, unmapped = {}, set(), []
   for path, shape in shapes.items():
     if source == RESNET:
@@ -158,7 +158,7 @@ def expected_keys(config, source: str | None = None) -> dict[str, Target]:
       # Target(paths=('params/trunk/layer1/conv1/conv/kernel',), shape=(64, 3, 7, 7))
 
   Only shapes are computed (jax.eval_shape), so full-size models are cheap.
-  `source` defaults to the one config.model.trunk takes. The keys are exactly
+  `source` defaults to the one config.model.backbone.name takes. The keys are exactly
   those `to_flax` reads; VGG's classifier.6 is in neither.
   """
   return _plan(config, source or _source_for(config)).table
@@ -205,13 +205,13 @@ def _values(state, plan: _Plan, config, source) -> dict[str, np.ndarray]:
     for path in target.paths:
       flat[path] = np.array(value, np.float32)  # A contiguous copy each.
   if source == VGG16:
-    hidden0, hidden1 = (int(w) for w in config.model.head_hidden)
+    hidden0, hidden1 = (int(w) for w in config.model.head.hidden)
     fc6_w = np.asarray(state[f'{VGG_FC6}.weight'], np.float32)
     width, inputs = fc6_w.shape
     side = _VGG_POOL5_SIZE
     fc6 = decimate_fc(fc6_w.reshape(width, inputs // side ** 2, side, side),
                       state[f'{VGG_FC6}.bias'], out_channels=hidden0,
-                      kernel_size=int(config.model.head_kernel_size))
+                      kernel_size=int(config.model.head.kernel_size))
     fc7_w = np.asarray(state[f'{VGG_FC7}.weight'], np.float32)
     fc7 = decimate_fc(fc7_w.reshape(*fc7_w.shape, 1, 1), state[f'{VGG_FC7}.bias'],
                       out_channels=hidden1, kernel_size=1, in_channels=hidden0)
@@ -272,10 +272,8 @@ def to_flax(state: dict, config, allow_classifier_mismatch: bool = False) -> Con
   if problems:
     m = config.model
     raise UserError(
-        f'{description} weights do not fit this config\'s model (trunk {m.trunk}, '
-        f'resnet_depth {m.resnet_depth}, base_width {m.base_width}, head_rates '
-        f'{tuple(m.head_rates)}, head_hidden {tuple(m.head_hidden)}, num_classes '
-        f'{num_classes}):\n  ' + '\n  '.join(problems))
+        f'{description} weights do not fit this config\'s model ({models.describe(m)}, '
+        f'num_classes {num_classes}):\n  ' + '\n  '.join(problems))
 
   flat = _values(state, plan, config, source)
   mismatch = file_classes is not None

@@ -1,0 +1,103 @@
+"""Any config shrunk for tests and smoke runs: the same parts, tiny sizes, a few steps.
+
+    python train.py --config configs/tiny.py:voc_aspp --workdir /tmp/x   # seconds on a CPU
+    config = tiny.get_config('voc_largefov')                              # in a test
+
+The network family stays the config's own (its backbone, head, MSc, MSC,
+losses and recipe); its widths shrink (VGG and ResNet to 1/8, ResNet to one
+block a stage, MSc to 8), and the data, crops and run length become the
+built-in dataset's tiny variant (`synthetic_shapes/tiny`, 32-pixel crops,
+4 steps of batch 8). The numbers a tiny run gives mean nothing; that it runs,
+converts, resumes and stays unchanged (tests/golden_test.py) is what it shows.
+The paper configs carry no test settings: everything a test changes is here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from configs import parts
+from deeplab_jax.data.shapes_render import CLASS_NAMES
+
+# Shrunk backbone fields by backbone name.
+BACKBONES = {
+    'small': dict(widths=(4, 8, 8), atrous_widths=(8,), atrous_rates=(2,)),
+    'vgg16': dict(base_width=8),
+    'resnet': dict(depth=14, base_width=8),
+}
+# Per config, what its tiny variant sets beyond the shrinking.
+SPECIAL = {
+    'voc_aspp': {'input.scales': (0.75, 1.0, 1.25)},  # Random scales small crops survive.
+    'voc_deeplab_v1': {'input.crop_size': 34,  # 8 k + 2, as the release's 306 ...
+                       'input.eval_size': 66},  # ... and 514.
+}
+# Configs whose tiny variant is another's: the tiny dataset replaces theirs
+# entirely (Cityscapes' frames, sliding windows and no-MSC recipe among it).
+SAME_AS = {'cityscapes_aspp': 'voc_aspp'}
+
+
+def _tiny_data():
+  """(dataset, input) sections of every tiny config."""
+  return (parts.dataset('synthetic_shapes', len(CLASS_NAMES), CLASS_NAMES,
+                        builder_config='tiny'),
+          parts.input_(crop_size=32, eval_size=64, scale_range=(0.9, 1.1),
+                       resize='aligned', shuffle_buffer=32, cache=True))
+
+
+def shrink(config):
+  """`config` shrunk in place (see the module docstring); returns it."""
+  config.dataset, config.input = _tiny_data()
+  m = config.model
+  for key, value in BACKBONES[m.backbone.name].items():
+    m.backbone[key] = value
+  if m.backbone.name == 'small':
+    m.head.rates = (1, 2)
+    m.head.hidden = (8,)
+  elif tuple(m.head.hidden):
+    m.head.hidden = (16,) * len(tuple(m.head.hidden))
+  if 'multilayer' in m:
+    m.multilayer.widths = (8, 8)
+  if m.batch_norm == 'frozen':
+    m.batch_norm = 'train'  # Random init: frozen statistics would be meaningless.
+  if tuple(m.pixel_std) == (1.0, 1.0, 1.0):
+    m.pixel_std = (58.4, 57.1, 57.4)  # Random init needs unit-scale inputs.
+  config.optim.warmup_steps = 0
+  config.batch_size = 8
+  config.num_train_steps = 4
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 2
+  config.eval_batch_size = 8
+  return config
+
+
+def get_config(name='shapes'):
+  """configs/{name}.py's config, shrunk: `--config configs/tiny.py:{name}`.
+
+  `name` may also be the config module itself (`tiny.get_config(voc_aspp)`).
+  """
+  name = getattr(name, '__name__', name).rsplit('.', 1)[-1]
+  name = SAME_AS.get(name, name)
+  try:
+    module = importlib.import_module(f'configs.{name}')
+  except ModuleNotFoundError:
+    raise ValueError(f'configs/tiny.py:{name}: there is no configs/{name}.py') from None
+  config = shrink(module.get_config())
+  for dotted, value in SPECIAL.get(name, {}).items():
+    section, key = dotted.split('.')
+    config[section][key] = value
+  return config
+
+
+def override(section, **fields):
+  """Sets fields of a config section, '__' stepping into a subsection:
+
+      tiny.override(config.model, batch_norm='frozen', backbone__depth=50,
+                    head__rates=(4,), multilayer=parts.multilayer((8, 8)))
+  """
+  for key, value in fields.items():
+    *path, last = key.split('__')
+    target = section
+    for step in path:
+      target = target[step]
+    target[last] = value
+  return section

@@ -1,0 +1,85 @@
+"""The layers every part builds from, configured once: `Layers`.
+
+    layers = Layers(atrous_impl='auto', batch_norm='frozen', dtype=jnp.bfloat16)
+    y = layers.conv(256, 3, rate=2, name='conv5_1')(x)          # AtrousConv
+    y = layers.conv_bn(64, 7, stride=2, name='conv1')(x, train)  # conv -> BN -> ReLU
+
+A backbone or head takes one `layers` field instead of carrying the atrous
+implementation, the BatchNorm mode and the activation dtype itself, as flax's
+`conv: ModuleDef = partial(nn.Conv, ...)` idiom does; `from_config` checks the
+three settings of `config.model` once, at the boundary, with the message a user
+needs. Parameters are float32 whatever `dtype` says (activations only).
+
+`ConvBN` is conv -> BatchNorm -> optional ReLU, the unit of the ResNet and
+small backbones: parameters `conv/kernel` and `bn/{scale,bias}` (+ statistics
+`bn/{mean,var}`), or `conv/{kernel,bias}` with batch_norm 'none'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from deeplab_jax.errors import UserError
+from deeplab_jax.models.atrous import IMPLEMENTATIONS, AtrousConv
+from deeplab_jax.models.batch_norm import batch_norm as make_batch_norm
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+BATCH_NORMS = ('train', 'frozen', 'none')
+
+
+@dataclasses.dataclass(frozen=True)
+class Layers:
+  """How convolutions and normalisation are made, for every part of a model."""
+  atrous_impl: str = 'dilation'  # atrous.IMPLEMENTATIONS; all give the same numbers.
+  batch_norm: str = 'train'  # 'train' (batch statistics), 'frozen' or 'none'.
+  dtype: Any = jnp.float32  # Activation dtype.
+
+  def conv(self, features, kernel_size=3, **kwargs) -> AtrousConv:
+    """An `AtrousConv` (rate, stride, use_bias, kernel_init, name as there)."""
+    return AtrousConv(features, kernel_size, impl=self.atrous_impl, dtype=self.dtype,
+                      **kwargs)
+
+  def conv_bn(self, features, kernel_size=3, **kwargs) -> 'ConvBN':
+    """A `ConvBN` (stride, rate, relu, name as there) with these layers."""
+    return ConvBN(features, kernel_size, layers=self, **kwargs)
+
+  def norm(self, train, name='bn', momentum=0.9):
+    """The BatchNorm of mode `batch_norm` (not 'none'), called as f(x)."""
+    return make_batch_norm(self.batch_norm, train, name=name, momentum=momentum,
+                           dtype=self.dtype)
+
+
+class ConvBN(nn.Module):
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  rate: int = 1
+  relu: bool = True
+  bn_momentum: float = 0.9
+  layers: Layers = Layers()
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    use_bn = self.layers.batch_norm != 'none'
+    x = self.layers.conv(self.features, self.kernel_size, rate=self.rate,
+                         stride=self.stride, use_bias=not use_bn, name='conv')(x)
+    if use_bn:
+      x = self.layers.norm(train, momentum=self.bn_momentum)(x)
+    return nn.relu(x) if self.relu else x
+
+
+def from_config(model_config) -> Layers:
+  """`Layers` from `config.model.{atrous_impl, batch_norm, dtype}`, checked."""
+  m = model_config
+  if m.dtype not in DTYPES:
+    raise UserError(f'model.dtype {m.dtype!r} is not one of {sorted(DTYPES)}')
+  if m.atrous_impl not in IMPLEMENTATIONS:
+    raise UserError(f'model.atrous_impl {m.atrous_impl!r} is not one of {IMPLEMENTATIONS}')
+  if m.batch_norm not in BATCH_NORMS:
+    raise UserError(f'model.batch_norm {m.batch_norm!r} is not one of '
+                    f'{", ".join(BATCH_NORMS)}')
+  return Layers(atrous_impl=m.atrous_impl, batch_norm=m.batch_norm, dtype=DTYPES[m.dtype])
