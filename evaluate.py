@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 from deeplab_jax import cli
 from deeplab_jax import distributed
-from deeplab_jax import eval_lib
+from deeplab_jax import evaluation
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'The configuration the run was trained with.',
@@ -43,8 +43,8 @@ def main():
   config = _CONFIG.value
   if _CRF.value is not None:
     config.eval.crf = _CRF.value
-  eval_lib.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
-                               split=_SPLIT.value, output_dir=_OUTPUT_DIR.value)
+  evaluation.evaluate_checkpoint(config, _WORKDIR.value, _STEP.value,
+                                 split=_SPLIT.value, output_dir=_OUTPUT_DIR.value)
 
 
 if __name__ == '__main__':

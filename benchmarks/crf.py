@@ -71,6 +71,7 @@ def breakdown(images, logits, params, steps):
   """Milliseconds per image of each part of the JAX CRF (see the module doc)."""
   from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.crf import sizing  # pylint: disable=import-outside-toplevel
   batch, height, width = images.shape[:3]
   images, logits = jax.device_put(images), jax.device_put(logits)
   valid = jax.device_put(np.ones(images.shape[:3], bool))
@@ -81,12 +82,12 @@ def breakdown(images, logits, params, steps):
   sort = jax.jit(lambda im, v: dense_crf.sort_bilateral_vertices(im, v, params))
   line['sort'] = time(lambda: sort(images, valid))
   sorted_vertices = sort(images, valid)
-  max_points = lattice.bucket(int(np.max(sorted_vertices.num_points)))
+  max_points = sizing.max_points(sorted_vertices.num_points)
   line['max_points'] = max_points
   build = jax.jit(jax.vmap(lambda sv: lattice.build_sorted(sv, max_points)))
   line['build'] = time(lambda: build(sorted_vertices))
   if jax.default_backend() == 'cpu':
-    line['host_lattice'] = time(lambda: crf.host_lattices(images, valid, params))
+    line['host_lattice'] = time(lambda: sizing.host_lattices(images, valid, params))
   lattices = build(sorted_vertices)
   q = jax.nn.softmax(logits, -1)
   bilateral = jax.jit(jax.vmap(lattice.filter))

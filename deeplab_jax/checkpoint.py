@@ -7,15 +7,19 @@ depends on, see `train_lib`). Orbax writes a step into a temporary directory
 and renames it into place once complete (collectively, on every process of a
 multi-host run), so a crash, a kill or a full disk during a save leaves the
 previous checkpoint as the latest readable one. Checkpoints of older versions
-(only `default`) restore as before.
+(only `default`) restore as before. `load_variables` reads a checkpoint's
+variables for evaluation and prediction, checked against the config's model.
 """
 
 from __future__ import annotations
 
 import os
 
+import jax
 import orbax.checkpoint as ocp
 
+from deeplab_jax import sharding
+from deeplab_jax import variables_tree
 from deeplab_jax.errors import UserError
 
 STATE, DATA = 'default', 'data'
@@ -157,3 +161,52 @@ def restore_variables(workdir, step=None):
       **{STATE: ocp.args.StandardRestore()}))[STATE]
   mngr.close()
   return {'params': state['params'], 'batch_stats': state.get('batch_stats', {})}
+
+
+def load_variables(config, workdir, step=None, mesh=None):
+  """(variables replicated on `mesh`, step) of `workdir`'s checkpoint.
+
+  Works for training runs and converted weights alike (the optimizer state
+  is not read). A checkpoint of another model or class count is a UserError
+  naming each variable that does not fit.
+  """
+  from deeplab_jax import models  # pylint: disable=import-outside-toplevel
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  mngr = manager(workdir, read_only=True)
+  steps = sorted(mngr.all_steps())
+  mngr.close()
+  if not steps:
+    raise UserError(
+        f'no checkpoint in {checkpoint_dir(workdir)}; train first with '
+        '`python train.py --config ... --workdir <this workdir>`, or point '
+        '--workdir at a run (or converted weights) that has one.')
+  step = steps[-1] if step is None else step
+  if step not in steps:
+    raise UserError(f'no checkpoint for step {step} in {checkpoint_dir(workdir)}; '
+                    f'available steps: {steps}')
+  saved = restore_variables(workdir, step)
+  # In jax.tree_util's order (each level's keys sorted), as the model's are.
+  have = dict(sorted(variables_tree.shapes(saved).items(), key=lambda kv: kv[0].split('/')))
+  classes = config.dataset.num_classes
+  classifiers = models.classifier_paths(config)
+  bad = [_misfit(m, classes, classifiers)
+         for m in variables_tree.mismatches(have, models.variable_shapes(config))]
+  if bad:
+    raise UserError(f'the checkpoint in {workdir} (step {step}) does not fit '
+                    f'this config\'s model:\n  ' + '\n  '.join(bad[:20]) +
+                    (f'\n  ... and {len(bad) - 20} more' if len(bad) > 20 else ''))
+  variables = jax.device_put({'params': saved['params'], 'batch_stats': saved['batch_stats']},
+                             sharding.replicated(mesh))
+  return variables, step
+
+
+def _misfit(mismatch: variables_tree.Mismatch, num_classes, classifiers) -> str:
+  """One line of `load_variables`' error: a checkpoint leaf that does not fit."""
+  name, got, shape = mismatch.path, mismatch.have, mismatch.want
+  if mismatch.problem == variables_tree.MISSING:
+    return f'{name}: missing from the checkpoint (model: {shape})'
+  if mismatch.problem == variables_tree.UNEXPECTED:
+    return f'{name}: not in this config\'s model'
+  hint = (f' -- trained for {got[-1]} classes, config.dataset.num_classes={num_classes}'
+          if models.is_classifier(name, classifiers) and got[:-1] == shape[:-1] else '')
+  return f'{name}: checkpoint {got}, model {shape}{hint}'

@@ -22,6 +22,7 @@ import os
 import jax
 import numpy as np
 
+from deeplab_jax import checkpoint
 from deeplab_jax import inference
 from deeplab_jax import models
 from deeplab_jax import sharding
@@ -94,8 +95,8 @@ class Predictor:
     self.pad_value = np.asarray(inference.pad_colour(config.model), np.float32)
     self.crf = None
     if crf:
-      from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
-      self.crf = eval_lib.crf_settings(config)
+      from deeplab_jax import crf as crf_lib  # pylint: disable=import-outside-toplevel
+      self.crf = crf_lib.settings(config)
 
   def __call__(self, image_HxWx3):
     h, w = image_HxWx3.shape[:2]
@@ -108,8 +109,7 @@ class Predictor:
     if self.crf is not None:
       from deeplab_jax import crf  # pylint: disable=import-outside-toplevel
       params, backend = self.crf
-      from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
-      scores = eval_lib.crf_scores(logits, params)
+      scores = crf.scores_from_logits(logits, params)
       q = crf.refine(image_HxWx3[None], scores[None], params, backend=backend,
                      processes=self.config.eval.crf_processes or None)[0]
       return q.argmax(-1).astype(np.uint8), logits
@@ -118,10 +118,9 @@ class Predictor:
 
 def predict(config, workdir, inputs, output_dir, crf=False, overlays=True, step=None):
   """Writes a mask (and overlay) per input image; returns the mask paths."""
-  from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
   from deeplab_jax import visualize  # pylint: disable=import-outside-toplevel
   paths = find_images(inputs)
-  variables, step = eval_lib.load_variables(
+  variables, step = checkpoint.load_variables(
       config, workdir, step, sharding.make_mesh(jax.devices()[:1]))
   predictor = Predictor(config, variables, crf=crf)
   os.makedirs(output_dir, exist_ok=True)

@@ -216,11 +216,11 @@ def train_and_evaluate(config, workdir, mesh=None):
 
   evaluator = None
   if config.eval_every_steps:
-    from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
+    from deeplab_jax import evaluation  # pylint: disable=import-outside-toplevel
     evaluator = functools.partial(
-        eval_lib.evaluate, config, model, mesh=mesh, builder=builder,
-        step_fn=eval_lib.make_eval_step(config, model, mesh),
-        crf_step=eval_lib.make_crf_step(config, mesh) if config.eval.crf else None)
+        evaluation.evaluate, config, model, mesh=mesh, builder=builder,
+        step_fn=evaluation.make_eval_step(config, model, mesh),
+        crf_step=evaluation.make_crf_step(config, mesh) if config.eval.crf else None)
 
   logging.info('Training %d -> %d steps, global batch %d (%d x %d) on %d device(s), '
                '%d process(es).', start_step, config.num_train_steps, config.batch_size,

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from deeplab_jax import losses
 from deeplab_jax import sharding
+from deeplab_jax import variables_tree
 from deeplab_jax.errors import UserError
 
 
@@ -63,12 +64,11 @@ def with_variables(state, variables, mesh):
   """
   want = {'params': state.params, 'batch_stats': state.batch_stats}
   got = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
-  want_flat = dict(jax.tree_util.tree_leaves_with_path(want))
-  got_flat = dict(jax.tree_util.tree_leaves_with_path(got))
-  bad = [f'{jax.tree_util.keystr(k)}: have {tuple(jnp.shape(got_flat[k])) if k in got_flat else "nothing"}, '
-         f'model {tuple(v.shape)}'
-         for k, v in want_flat.items() if k not in got_flat or jnp.shape(got_flat[k]) != v.shape]
-  bad += [f'{jax.tree_util.keystr(k)}: not in the model' for k in got_flat if k not in want_flat]
+  shapes = lambda tree: {jax.tree_util.keystr(k): tuple(jnp.shape(v))
+                         for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+  bad = [f'{m.path}: not in the model' if m.problem == variables_tree.UNEXPECTED else
+         f'{m.path}: have {"nothing" if m.have is None else m.have}, model {m.want}'
+         for m in variables_tree.mismatches(shapes(got), shapes(want))]
   if bad:
     raise UserError('the initial weights do not fit this config\'s model:\n  ' +
                     '\n  '.join(bad))

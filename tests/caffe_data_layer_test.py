@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from configs import voc_largefov
-from deeplab_jax import eval_lib
+from deeplab_jax import evaluation
 from deeplab_jax import inference
 from deeplab_jax import models
 from deeplab_jax import optim
@@ -237,12 +237,12 @@ def test_eval_step_zeroes_padding_like_the_model(tiny_config, tiny_builder):
   black = np.where(batch['valid'][..., None], batch['image'], 0)  # Any padding.
   global_batch = sharding.to_global(
       {'image': black, 'label': batch['label'], 'valid': batch['valid']}, mesh)
-  out = eval_lib.make_eval_step(config, model, mesh)(variables, global_batch)
+  out = evaluation.make_eval_step(config, model, mesh)(variables, global_batch)
   options = inference.options_from_config(config)
   want = inference.logits_at_image_size(
       lambda x: model.apply(variables, x, valid=jnp.asarray(batch['valid'])),
       batch['image'], options)
   np.testing.assert_allclose(np.asarray(out['logits']), np.asarray(want), rtol=1e-5, atol=1e-5)
   config.input.resize = 'aligned'  # Today's behaviour: the padding is seen as it is.
-  plain = eval_lib.make_eval_step(config, model, mesh)(variables, global_batch)
+  plain = evaluation.make_eval_step(config, model, mesh)(variables, global_batch)
   assert np.abs(np.asarray(plain['logits']) - np.asarray(want)).max() > 1e-2

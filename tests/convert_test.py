@@ -14,7 +14,7 @@ import pytest
 from configs import tiny
 from deeplab_jax import checkpoint
 from deeplab_jax import convert
-from deeplab_jax import eval_lib
+from deeplab_jax import evaluation
 from deeplab_jax import train_lib
 from deeplab_jax import variables_tree
 from deeplab_jax.errors import UserError
@@ -154,7 +154,7 @@ def test_converted_workdir_holds_the_weights_at_step_0(converted_dir, weights):
 def test_evaluate_and_train_from_converted_weights(converted_dir, weights, tiny_config,
                                                    tmp_path):
   output, _ = converted_dir
-  summary = eval_lib.evaluate_checkpoint(tiny_config, output)
+  summary = evaluation.evaluate_checkpoint(tiny_config, output)
   assert summary['step'] == 0 and 0.0 <= summary['mean_iou'] <= 1.0
   tiny_config.init_from = output
   tiny_config.num_train_steps = 1

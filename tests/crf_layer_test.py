@@ -19,7 +19,7 @@ from configs import shapes
 from configs import voc_largefov
 from configs import tiny
 from deeplab_jax import convert
-from deeplab_jax import eval_lib
+from deeplab_jax import evaluation
 from deeplab_jax import losses
 from deeplab_jax import models
 from deeplab_jax import optim
@@ -158,7 +158,7 @@ def test_output_shapes_in_train_msc_and_eval(tiny_config):
   assert out.shape == (8, 32, 32, c) and out.dtype == jnp.float32
   # The eval step takes it unchanged (labels at the padded eval size).
   mesh = sharding.make_mesh()
-  step = eval_lib.make_eval_step(config, model, mesh)
+  step = evaluation.make_eval_step(config, model, mesh)
   batch = {'image': jax.ShapeDtypeStruct((8, 64, 64, 3), jnp.uint8),
            'label': jax.ShapeDtypeStruct((8, 64, 64), jnp.int32),
            'valid': jax.ShapeDtypeStruct((8, 64, 64), bool)}

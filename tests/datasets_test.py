@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 from configs import cityscapes_aspp
 from configs import shapes as shapes_config
 from configs import tiny
-from deeplab_jax import eval_lib
+from deeplab_jax import evaluation
 from deeplab_jax import train_lib
 from deeplab_jax.data import cityscapes
 from deeplab_jax.testing import fake_archives
@@ -86,7 +86,7 @@ def test_voc_trains_and_evaluates_like_any_dataset(voc_dirs, tmp_path):
   config = _voc_config(voc_dirs)
   state = train_lib.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 2
-  summary = eval_lib.evaluate_checkpoint(config, str(tmp_path))
+  summary = evaluation.evaluate_checkpoint(config, str(tmp_path))
   assert 0.0 <= summary['mean_iou'] <= 1.0
   assert len(summary['per_class_iou']) == 21
 

@@ -20,7 +20,8 @@ from PIL import Image
 
 from configs import tiny
 from deeplab_jax import checkpoint
-from deeplab_jax import eval_lib
+from deeplab_jax import crf
+from deeplab_jax import evaluation
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import predict_lib
@@ -66,7 +67,7 @@ def evaluated(run_dir, data_dir, tmp_path_factory):
   """evaluate_checkpoint with the JAX CRF, predictions and logits saved."""
   config = _config(data_dir, crf=True, save_predictions=True, save_logits=-1)
   out = str(tmp_path_factory.mktemp('eval_out'))
-  summary = eval_lib.evaluate_checkpoint(config, run_dir, output_dir=out)
+  summary = evaluation.evaluate_checkpoint(config, run_dir, output_dir=out)
   return config, summary, out
 
 
@@ -137,9 +138,9 @@ def test_outputs_are_written(evaluated, run_dir):
 
 def test_same_numbers_twice_and_on_one_device(evaluated, run_dir, data_dir):
   config, summary, _ = evaluated
-  again = eval_lib.evaluate_checkpoint(config, run_dir, output_dir=None)
+  again = evaluation.evaluate_checkpoint(config, run_dir, output_dir=None)
   one = sharding.make_mesh(jax.devices()[:1])
-  single = eval_lib.evaluate_checkpoint(config, run_dir, mesh=one)
+  single = evaluation.evaluate_checkpoint(config, run_dir, mesh=one)
   for other in (again, single):
     assert other['confusion_matrix'] == summary['confusion_matrix']
     assert other['crf']['confusion_matrix'] == summary['crf']['confusion_matrix']
@@ -153,10 +154,10 @@ def test_jax_crf_with_lattices_built_on_the_mesh_gives_the_same_numbers(
   # batch's bucketed lattice size. Both build the same lattices.
   config, summary, _ = evaluated
   mesh = sharding.make_mesh()
-  variables, _ = eval_lib.load_variables(config, run_dir, None, mesh)
-  on_mesh = eval_lib.evaluate(
+  variables, _ = evaluation.load_variables(config, run_dir, None, mesh)
+  on_mesh = evaluation.evaluate(
       config, models.build(config), variables, mesh,
-      crf_step=eval_lib.make_crf_step(config, mesh, lattice_on_host=False))
+      crf_step=evaluation.make_crf_step(config, mesh, lattice_on_host=False))
   assert on_mesh['crf']['confusion_matrix'] == summary['crf']['confusion_matrix']
 
 
@@ -166,7 +167,7 @@ def test_host_crf_backend_agrees_with_the_jax_one(evaluated, run_dir, data_dir, 
   config = _config(data_dir, crf=True, crf_backend='host', crf_processes=1,
                    trimap_widths=())
   config.eval_batch_size = 16  # Half of the one batch is filler examples.
-  host = eval_lib.evaluate_checkpoint(config, run_dir, output_dir=str(tmp_path))
+  host = evaluation.evaluate_checkpoint(config, run_dir, output_dir=str(tmp_path))
   assert host['confusion_matrix'] == summary['confusion_matrix']
   jax_cm = np.asarray(summary['crf']['confusion_matrix'])
   host_cm = np.asarray(host['crf']['confusion_matrix'])
@@ -180,7 +181,7 @@ def test_crf_search_on_saved_logits(evaluated):
   config, summary, out = evaluated
   examples = crf_search.load(os.path.join(out, 'logits'))
   assert len(examples) == 8 and examples[0][2].shape[-1] == config.dataset.num_classes
-  base = eval_lib.crf_settings(config)[0]
+  base = crf.settings(config)[0]
   outcome = crf_search.search(examples, base, 'jax', coarse={
       'w1': (3.0, 5.0), 'sigma_alpha': (30.0,), 'sigma_beta': (3.0,)},
       fine_steps={'w1': (-0.5, 0.0), 'sigma_alpha': (0.0,), 'sigma_beta': (0.0,)},
@@ -202,15 +203,15 @@ def test_checkpoint_of_another_class_count_is_named(run_dir, data_dir):
   config.dataset.num_classes = 6
   config.dataset.class_names = ('a', 'b', 'c', 'd', 'e', 'f')
   with pytest.raises(UserError, match='trained for 5 classes, config.dataset.num_classes=6'):
-    eval_lib.load_variables(config, run_dir)
+    evaluation.load_variables(config, run_dir)
 
 
 def test_missing_split_and_step_are_named(run_dir, data_dir):
   config = _config(data_dir)
   with pytest.raises(UserError, match="no split 'test'"):
-    eval_lib.evaluate_checkpoint(config, run_dir, split='test')
+    evaluation.evaluate_checkpoint(config, run_dir, split='test')
   with pytest.raises(UserError, match=r'available steps: \[0\]'):
-    eval_lib.load_variables(config, run_dir, step=7)
+    evaluation.load_variables(config, run_dir, step=7)
 
 
 def _write(path, size, fmt):
@@ -275,14 +276,14 @@ def test_evaluation_during_training_scores_before_and_after_the_crf(
   config = _config(data_dir, crf=True)
   config.eval_every_steps = 2  # Steps 2 and 4 of 4.
   summaries = []
-  evaluate = eval_lib.evaluate
+  evaluate = evaluation.evaluate
 
   def recording(*args, **kwargs):
     assert kwargs['crf_step'] is not None  # Compiled once, for every evaluation.
     summaries.append(evaluate(*args, **kwargs))
     return summaries[-1]
 
-  monkeypatch.setattr(eval_lib, 'evaluate', recording)
+  monkeypatch.setattr(evaluation, 'evaluate', recording)
   train_lib.train_and_evaluate(config, str(tmp_path))
   assert len(summaries) == 2
   for summary in summaries:

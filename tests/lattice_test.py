@@ -1,4 +1,4 @@
-"""Tests for deeplab_jax.crf.lattice (permutohedral-lattice Gaussian filter)."""
+"""Tests for deeplab_jax.crf.lattice and lattice_host (permutohedral-lattice Gaussian filter)."""
 
 import functools
 import re
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from deeplab_jax.crf import lattice
+from deeplab_jax.crf import lattice_host
 
 build = jax.jit(lattice.build, static_argnames=('max_points', 'pack'))
 filter_ = jax.jit(lattice.filter)
@@ -217,8 +218,8 @@ def test_host_build_equals_device_build():
   features = _image_features(30, 40, 5, sxy=6.0)
   valid = np.arange(30 * 40) < 30 * 40 - 55
   keys, weights = jax.jit(lattice.embed)(features, valid)
-  m = lattice.bucket(lattice.host_num_points(keys))
-  on_host = lattice.build_host(keys, weights, m)
+  m = lattice.bucket(lattice_host.host_num_points(keys))
+  on_host = lattice_host.build_host(keys, weights, m)
   on_device = build(features, valid, max_points=m)
   assert int(on_host.num_points) == int(on_device.num_points) <= m
   for name, a, b in zip(lattice.Lattice._fields, on_host, on_device):

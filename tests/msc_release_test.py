@@ -296,7 +296,7 @@ def test_recipe_is_the_solver_and_data_layer():
 def test_msc_stage_trains_only_the_branches_and_evaluates(tmp_path, data_dir):
   """The tiny MSc-LargeFOV stage end to end: trunk and fc6-fc8 stay as they
   start (blobs_lr 0), the branches move; evaluation takes the full-size map."""
-  from deeplab_jax import eval_lib, train_lib, train_step  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import evaluation, train_lib, train_step  # pylint: disable=import-outside-toplevel
   config = tiny.get_config(voc_msc_largefov)
   config.dataset.data_dir = data_dir
   config.num_train_steps = 2
@@ -315,5 +315,5 @@ def test_msc_stage_trains_only_the_branches_and_evaluates(tmp_path, data_dir):
   for name in ('data_ms', 'pool4_fc'):  # lr 1e-3 for 2 steps: small, but moved.
     assert not np.array_equal(initial.params['multilayer'][name]['bias'],
                               state.params['multilayer'][name]['bias'])
-  summary = eval_lib.evaluate_checkpoint(config, workdir)
+  summary = evaluation.evaluate_checkpoint(config, workdir)
   assert 0.0 <= summary['mean_iou'] <= 1.0

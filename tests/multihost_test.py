@@ -15,8 +15,9 @@ import pytest
 
 from configs import tiny
 from deeplab_jax import checkpoint
+from deeplab_jax import crf
 from deeplab_jax import distributed
-from deeplab_jax import eval_lib
+from deeplab_jax import evaluation
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
@@ -125,7 +126,7 @@ _CRF_STEP = '''
 import json, sys
 import jax
 import numpy as np
-from deeplab_jax import distributed, eval_lib, sharding
+from deeplab_jax import distributed, evaluation, sharding
 from deeplab_jax.crf import lattice
 from tests.multihost_test import _crf_batch, _crf_config
 asked = []  # The lattice sizes the step asks for.
@@ -136,10 +137,10 @@ mesh = sharding.make_mesh()
 rows = slice(4 * jax.process_index(), 4 * jax.process_index() + 4)
 batch = [jax.make_array_from_process_local_data(sharding.batch_sharded(mesh), x[rows])
          for x in _crf_batch()]
-step = eval_lib.make_crf_step(_crf_config(), mesh, lattice_on_host=False)
+step = evaluation.make_crf_step(_crf_config(), mesh, lattice_on_host=False)
 preds, confusion = step(*batch)
 print(json.dumps({'asked': asked, 'confusion': np.asarray(confusion).tolist(),
-                  'preds': np.asarray(eval_lib.local_rows(preds)).tolist()}))
+                  'preds': np.asarray(sharding.local_rows(preds)).tolist()}))
 '''
 
 
@@ -178,7 +179,7 @@ def test_two_processes_run_the_device_crf_step_like_one():
     # Meanwhile, here: 1 process, 8 devices, the same global batch.
     mesh = sharding.make_mesh()
     batch = [jax.device_put(x, sharding.batch_sharded(mesh)) for x in _crf_batch()]
-    preds, confusion = eval_lib.make_crf_step(_crf_config(), mesh, lattice_on_host=False)(*batch)
+    preds, confusion = evaluation.make_crf_step(_crf_config(), mesh, lattice_on_host=False)(*batch)
     outs = [process.communicate(timeout=300) for process in processes]
   finally:
     for process in processes:
@@ -191,7 +192,7 @@ def test_two_processes_run_the_device_crf_step_like_one():
   # Both size the lattices for the largest image of the global batch (on
   # process 1), so that both compile the same program.
   images, _, _, valid = _crf_batch()
-  params = eval_lib.crf_settings(_crf_config())[0]
+  params = crf.settings(_crf_config())[0]
   points = np.asarray(dense_crf.sort_bilateral_vertices(images, valid, params).num_points)
   assert lattice.bucket(points[:4].max()) < lattice.bucket(points[4:].max())
   for i, result in enumerate(results):

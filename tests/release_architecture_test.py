@@ -246,7 +246,7 @@ def test_v1_largefov_recipe_is_the_release():
 def test_v1_deeplab_trains_and_evaluates_end_to_end(tmp_path, data_dir):
   """The tiny v1 DeepLab (release pools, label and score offsets) through
   train.py's and evaluate.py's library calls: 2 steps, then val mIoU."""
-  from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import evaluation  # pylint: disable=import-outside-toplevel
   from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
   config = tiny.get_config(voc_deeplab_v1)
   config.dataset.data_dir = data_dir
@@ -255,7 +255,7 @@ def test_v1_deeplab_trains_and_evaluates_end_to_end(tmp_path, data_dir):
   config.batch_size = 8
   state = train_lib.train_and_evaluate(config, str(tmp_path))
   assert int(state.step) == 2
-  summary = eval_lib.evaluate_checkpoint(config, str(tmp_path))
+  summary = evaluation.evaluate_checkpoint(config, str(tmp_path))
   assert 0.0 <= summary['mean_iou'] <= 1.0
   assert summary['inference']['score_offset'] == 7
 

@@ -11,7 +11,7 @@ import pytest
 
 from configs import tiny
 from deeplab_jax import checkpoint
-from deeplab_jax import eval_lib
+from deeplab_jax import evaluation
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
@@ -108,7 +108,7 @@ def test_interrupted_run_resumes_to_identical_parameters(trained_run, tmp_path):
 
 def test_evaluate_checkpoint_writes_metrics(trained_run, capsys):
   config, workdir, _ = trained_run
-  summary = eval_lib.evaluate_checkpoint(config, workdir)
+  summary = evaluation.evaluate_checkpoint(config, workdir)
   with open(os.path.join(workdir, 'metrics.json')) as f:
     written = json.load(f)
   assert written['step'] == 4 and written['split'] == 'val'

@@ -4,12 +4,14 @@
     q = crf.refine(images_BxHxWx3, logits_BxHxWxC, crf.RESNET_V2, backend='jax')
     labels = q.argmax(-1)
 
-`backend='jax'` (`dense_crf.py` + `lattice.py`): mean-field on the
-permutohedral lattice in JAX, batched and jitted, on whatever device JAX
-uses, differentiable. `backend='host'` (`host.py`): the reference C++
-(pydensecrf2, `pip install -e '.[crf]'`), one image per process. Both give
-the same labels (tests/dense_crf_test.py). Parameters: `params.py`
-(the papers' presets, or `from_config(config.crf)`).
+`backend='jax'` (`dense_crf.py` + `lattice.py`, `lattice_host.py`): mean-field
+on the permutohedral lattice in JAX, batched and jitted, on whatever device
+JAX uses, differentiable, its lattices sized to the batch (`sizing.py`).
+`backend='host'` (`host.py`): the reference C++ (pydensecrf2,
+`pip install -e '.[crf]'`), one image per process. Both give the same labels (tests/dense_crf_test.py). Parameters: `params.py`
+(the papers' presets, or `from_config(config.crf)`); `settings(config)`
+also checks `config.eval.crf_backend`, and `scores_from_logits` turns the
+network's logits into what `params.unary` says the CRF reads.
 
 This module imports no JAX until the JAX backend is used, so the host
 backend's worker processes start fast.
@@ -23,8 +25,30 @@ import numpy as np
 
 from deeplab_jax import xla_flags
 from deeplab_jax.crf.params import CRFParams, RESNET_V2, VGG_LARGEFOV, from_config  # pylint: disable=unused-import
+from deeplab_jax.errors import UserError
 
 BACKENDS = ('jax', 'host')
+
+
+def settings(config):
+  """(CRFParams, backend) from config.crf / config.eval, checked."""
+  params = from_config(config.crf)
+  backend = config.eval.crf_backend
+  if backend not in BACKENDS:
+    raise UserError(f'eval.crf_backend {backend!r} is not one of {BACKENDS}')
+  return params, backend
+
+
+def scores_from_logits(logits_BxHxWxC, params: CRFParams):
+  """What the CRF reads from the logits, as `params.unary` says: the logits
+  themselves or their softmax probabilities (numpy in, numpy out)."""
+  if params.unary == 'logits':
+    return logits_BxHxWxC
+  if isinstance(logits_BxHxWxC, np.ndarray):
+    e = np.exp(logits_BxHxWxC - logits_BxHxWxC.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.nn.softmax(logits_BxHxWxC, -1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -32,16 +56,6 @@ def _jax_sort(params: CRFParams):
   import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
   return jax.jit(lambda images, valid: dense_crf.sort_bilateral_vertices(images, valid, params),
-                 compiler_options=xla_flags.without_cpu_flags())
-
-
-@functools.lru_cache(maxsize=8)
-def _jax_embed(params: CRFParams):
-  import jax  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.crf import dense_crf  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
-  embed = lambda features, valid, pack: lattice.embed(features, valid)
-  return jax.jit(lambda images, valid: dense_crf.per_image_bilateral(embed, images, valid, params),
                  compiler_options=xla_flags.without_cpu_flags())
 
 
@@ -58,52 +72,31 @@ def _jax_refine(params: CRFParams, max_points: int):
   return run
 
 
-def host_lattices(images, valid, params: CRFParams):
-  """The batch's bilateral lattices built in numpy (`lattice.build_host`),
-  stacked, all of one bucketed size; None if one cannot be packed.
-
-  The embedding runs jitted; deduplication and the neighbour tables run in
-  numpy, one thread per image (numpy's sorts release the GIL).
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
-  keys, weights = jax.device_get(_jax_embed(params)(images, valid))
-  with _threads(len(keys)) as pool:
-    points = list(pool.map(lattice.dedup_host, keys))
-    if any(p is None for p in points):
-      return None
-    m = lattice.bucket(max(p.num_points for p in points))
-    built = list(pool.map(lambda a: lattice.build_host(a[0], a[1], m, points=a[2]),
-                          zip(keys, weights, points)))
-  return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *built)
-
-
-def _threads(count):
-  import concurrent.futures  # pylint: disable=import-outside-toplevel
-  import os  # pylint: disable=import-outside-toplevel
-  return concurrent.futures.ThreadPoolExecutor(max(1, min(count, os.cpu_count() or 1)))
+@functools.lru_cache(maxsize=8)
+def _sized(params: CRFParams):
+  from deeplab_jax.crf import sizing  # pylint: disable=import-outside-toplevel
+  return sizing.on_device(_jax_sort(params), functools.partial(_jax_refine, params))
 
 
 def _refine_jax(images, scores, params, valid, lattice_on_host=None):
-  """Mean-field on bilateral lattices of a tight (bucketed) static size.
+  """Mean-field on bilateral lattices of a tight (bucketed) static size
+  (`sizing.py`).
 
   lattice_on_host (default: when JAX runs on the CPU) builds the lattices
-  in numpy (`host_lattices`), several times faster there than XLA's sorts;
-  otherwise the device sorts the vertices, `num_points` is read back, and
-  the rest of the build runs inside the jitted mean-field.
+  in numpy (`sizing.host_lattices`), several times faster there than XLA's
+  sorts; otherwise the device sorts the vertices, `num_points` is read back,
+  and the rest of the build runs inside the jitted mean-field.
   """
   import jax  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.crf import lattice  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.crf import sizing  # pylint: disable=import-outside-toplevel
   if lattice_on_host is None:
     lattice_on_host = jax.default_backend() == 'cpu'
   if lattice_on_host:
-    lattices = host_lattices(images, valid, params)
+    lattices = sizing.host_lattices(images, valid, params)
     if lattices is not None:
       run = _jax_refine(params, lattices.max_points)
       return np.asarray(run(images, scores, valid, lattices=lattices))
-  sorted_vertices = _jax_sort(params)(images, valid)
-  needed = int(np.max(sorted_vertices.num_points))
-  run = _jax_refine(params, lattice.bucket(needed))
+  run, sorted_vertices = _sized(params)(images, valid)
   return np.asarray(run(images, scores, valid, sorted_vertices=sorted_vertices))
 
 
@@ -118,7 +111,6 @@ def refine(images, scores, params: CRFParams, backend='jax', valid=None,
   pool size (default: all cores).
   """
   from deeplab_jax.crf import host  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   images = np.asarray(images)
   scores = np.asarray(scores)
   if images.ndim != 4 or scores.ndim != 4:

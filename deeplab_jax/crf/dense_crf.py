@@ -209,10 +209,10 @@ def mean_field(images_BxHxWx3, unary_BxHxWxC, valid_BxHxW, params: CRFParams,
   enough; the blur's cost is proportional to it). sorted_vertices: the
   bilateral lattice's first half, `sort_bilateral_vertices`, if already
   computed (it tells how many points each image needs: `lattice.bucket` of
-  their maximum is a tight max_points; `crf.refine` does this on
+  their maximum is a tight max_points; `sizing.py` does this on
   accelerators). lattices: the bilateral lattices themselves (a batched
-  `lattice.Lattice`), e.g. from `lattice.build_host` (`crf.refine` does this
-  on a CPU, where numpy builds them several times faster than XLA).
+  `lattice.Lattice`), e.g. from `lattice_host.build_host` (`sizing.py` does
+  this on a CPU, where numpy builds them several times faster than XLA).
   method='exact': both kernels as O(N^2) sums (tiny images, tests).
   """
   weights = (params.w1, params.w2) if weights is None else weights

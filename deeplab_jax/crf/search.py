@@ -69,7 +69,6 @@ def _batches(examples, batch_size):
 def score(examples, params, backend='jax', batch_size=8, ignore_label=255, processes=None):
   """mIoU over `examples` after the CRF with `params` (None: the logits' argmax)."""
   from deeplab_jax import crf  # pylint: disable=import-outside-toplevel
-  from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
   from deeplab_jax import metrics  # pylint: disable=import-outside-toplevel
   classes = examples[0][2].shape[-1]
   total = np.zeros((classes, classes), np.int64)
@@ -77,7 +76,7 @@ def score(examples, params, backend='jax', batch_size=8, ignore_label=255, proce
     if params is None:
       out = logits
     else:
-      out = crf.refine(images, eval_lib.crf_scores(logits, params), params,
+      out = crf.refine(images, crf.scores_from_logits(logits, params), params,
                        backend=backend, valid=valid, processes=processes)
     preds = out.argmax(-1)
     for pred, (label, h, w) in zip(preds, labels):
@@ -148,9 +147,8 @@ def main():
   """`python -m deeplab_jax.crf.search` (flags defined below)."""
   from absl import flags  # pylint: disable=import-outside-toplevel
   config = flags.FLAGS.config
-  base = crf_params.from_config(config.crf)
-  from deeplab_jax import eval_lib  # pylint: disable=import-outside-toplevel
-  _, backend = eval_lib.crf_settings(config)
+  from deeplab_jax import crf  # pylint: disable=import-outside-toplevel
+  base, backend = crf.settings(config)
   examples = load(flags.FLAGS.logits_dir, config.eval.search_images)
   outcome = search(examples, base, backend, batch_size=flags.FLAGS.batch_size,
                    ignore_label=config.dataset.ignore_label,
