@@ -189,7 +189,7 @@ def load_variables(config, workdir, step=None, mesh=None):
   have = dict(sorted(variables_tree.shapes(saved).items(), key=lambda kv: kv[0].split('/')))
   classes = config.dataset.num_classes
   classifiers = models.classifier_paths(config)
-  bad = [_misfit(m, classes, classifiers)
+  bad = [_misfit(m, classes, lambda path: models.is_classifier(path, classifiers))
          for m in variables_tree.mismatches(have, models.variable_shapes(config))]
   if bad:
     raise UserError(f'the checkpoint in {workdir} (step {step}) does not fit '
@@ -200,7 +200,7 @@ def load_variables(config, workdir, step=None, mesh=None):
   return variables, step
 
 
-def _misfit(mismatch: variables_tree.Mismatch, num_classes, classifiers) -> str:
+def _misfit(mismatch: variables_tree.Mismatch, num_classes, is_classifier) -> str:
   """One line of `load_variables`' error: a checkpoint leaf that does not fit."""
   name, got, shape = mismatch.path, mismatch.have, mismatch.want
   if mismatch.problem == variables_tree.MISSING:
@@ -208,5 +208,5 @@ def _misfit(mismatch: variables_tree.Mismatch, num_classes, classifiers) -> str:
   if mismatch.problem == variables_tree.UNEXPECTED:
     return f'{name}: not in this config\'s model'
   hint = (f' -- trained for {got[-1]} classes, config.dataset.num_classes={num_classes}'
-          if models.is_classifier(name, classifiers) and got[:-1] == shape[:-1] else '')
+          if is_classifier(name) and got[:-1] == shape[:-1] else '')
   return f'{name}: checkpoint {got}, model {shape}{hint}'
