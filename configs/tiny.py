@@ -25,6 +25,20 @@ BACKBONES = {
     'vgg16': dict(base_width=8),
     'resnet': dict(depth=14, base_width=8),
 }
+
+
+def _shrink_aspp(head, backbone):
+  if backbone == 'small':
+    head.rates = (1, 2)
+    head.hidden = (8,)
+  elif tuple(head.hidden):
+    head.hidden = (16,) * len(tuple(head.hidden))
+
+
+# Shrinks a head section in place, by head name: fn(section, backbone name).
+HEADS = {
+    'aspp': _shrink_aspp,
+}
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {
     'voc_aspp': {'input.scales': (0.75, 1.0, 1.25)},  # Random scales small crops survive.
@@ -50,11 +64,7 @@ def shrink(config):
   m = config.model
   for key, value in BACKBONES[m.backbone.name].items():
     m.backbone[key] = value
-  if m.backbone.name == 'small':
-    m.head.rates = (1, 2)
-    m.head.hidden = (8,)
-  elif tuple(m.head.hidden):
-    m.head.hidden = (16,) * len(tuple(m.head.hidden))
+  HEADS[m.head.name](m.head, m.backbone.name)
   if 'multilayer' in m:
     m.multilayer.widths = (8, 8)
   if m.batch_norm == 'frozen':

@@ -10,6 +10,7 @@ import pytest
 
 from deeplab_jax.crf import lattice
 from deeplab_jax.crf import lattice_host
+from deeplab_jax.crf import packing
 
 build = jax.jit(lattice.build, static_argnames=('max_points', 'pack'))
 filter_ = jax.jit(lattice.filter)
@@ -243,7 +244,7 @@ def test_packed_build_equals_unpacked_build():
   lattice is the same, array for array, as with D-key sorts."""
   features = _image_features(30, 40, 5, sxy=6.0)
   valid = np.arange(30 * 40) < 30 * 40 - 55
-  pack = lattice.packing(features.min(0), features.max(0))
+  pack = packing.packing(features.min(0), features.max(0))
   assert pack is not None
   m = lattice.bucket(int(jax.jit(lattice.count_points)(features, valid)))
   packed = build(features, valid, max_points=m, pack=pack)
@@ -258,7 +259,7 @@ def test_packing_holds_every_vertex_and_its_neighbours(d):
   """Vertices of features anywhere in the box, corners included, have
   coords at least one step inside the packing's range."""
   low, high = _box(d)
-  pack = lattice.packing(low, high)
+  pack = packing.packing(low, high)
   corners = np.array(np.meshgrid(*zip(low, high))).reshape(d, -1).T
   inside = np.random.default_rng(d).uniform(low, high, (20000, d))
   coords, _ = jax.jit(lattice.embed)(np.concatenate([corners, inside]).astype(np.float32))
@@ -269,7 +270,7 @@ def test_packing_holds_every_vertex_and_its_neighbours(d):
 
 def test_packing_clips_features_to_its_range():
   low, high = _box(5)
-  pack = lattice.packing(low, high)
+  pack = packing.packing(low, high)
   features = np.random.default_rng(10).uniform(low - 3, high + 3, (400, 5)).astype(np.float32)
   values = np.random.default_rng(11).uniform(0, 1, (400, 2)).astype(np.float32)
   clipped = np.clip(features, low.astype(np.float32), high.astype(np.float32))
@@ -278,8 +279,8 @@ def test_packing_clips_features_to_its_range():
 
 
 def test_packing_refuses_ranges_wider_than_uint32():
-  assert lattice.packing([0.0] * 5, [500 / 67, 375 / 67] + [255 / 3] * 3) is not None
-  assert lattice.packing([0.0] * 5, [2000.0] * 5) is None
+  assert packing.packing([0.0] * 5, [500 / 67, 375 / 67] + [255 / 3] * 3) is not None
+  assert packing.packing([0.0] * 5, [2000.0] * 5) is None
 
 
 def test_packed_build_sorts_once_with_one_uint32_key():
@@ -289,7 +290,7 @@ def test_packed_build_sorts_once_with_one_uint32_key():
   features = np.zeros((64, 5), np.float32)
   low, high = _box(5)
   lower = lambda pack: jax.jit(lambda f: lattice.build(f, pack=pack)).lower(features).as_text()
-  packed = lower(lattice.packing(low, high))
+  packed = lower(packing.packing(low, high))
   sorts = re.findall(r'"stablehlo.sort"\((.*?)\).*?\n\s*\^bb0\((.*?)\):\n\s*(.*)\n', packed)
   assert len(sorts) == 1
   operands, args, compare = sorts[0]

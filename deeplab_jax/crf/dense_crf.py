@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeplab_jax.crf import lattice as lattice_lib
+from deeplab_jax.crf import packing as packing_lib
 from deeplab_jax.crf.params import CRFParams, PROB_CLIP
 
 _EPS = 1e-20  # densecrf's guard in its normalisers.
@@ -61,17 +62,17 @@ def bilateral_features(image_HxWx3, sigma_alpha, sigma_beta):
 
 
 def bilateral_packing(height, width, params: CRFParams):
-  """The bilateral lattice's static uint32 `lattice.Packing` for images of
+  """The bilateral lattice's static uint32 `packing.Packing` for images of
   this size (`bilateral_features`' range), or None where the range is too
   wide (e.g. sigma_beta 1: then D-key sorts, slower on GPUs)."""
   high = [(width - 1) / params.sigma_alpha, (height - 1) / params.sigma_alpha] + [
       255.0 / params.sigma_beta] * 3
-  return lattice_lib.packing([0.0] * 5, high)
+  return packing_lib.packing([0.0] * 5, high)
 
 
 def spatial_packing(height, width, sigma):
-  """The spatial lattice's `lattice.Packing` (spatial='lattice')."""
-  return lattice_lib.packing([0.0, 0.0], [(width - 1) / sigma, (height - 1) / sigma])
+  """The spatial lattice's `packing.Packing` (spatial='lattice')."""
+  return packing_lib.packing([0.0, 0.0], [(width - 1) / sigma, (height - 1) / sigma])
 
 
 def per_image_bilateral(fn, images_BxHxWx3, valid_BxHxW, params: CRFParams):

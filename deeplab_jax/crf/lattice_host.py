@@ -16,7 +16,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from deeplab_jax.crf.lattice import Lattice, _SENTINEL, _axis_steps, _radices  # pylint: disable=protected-access
+from deeplab_jax.crf.lattice import Lattice, _SENTINEL  # pylint: disable=protected-access
+from deeplab_jax.crf.packing import axis_steps, radices
 
 
 class HostPoints(NamedTuple):
@@ -98,7 +99,7 @@ def build_host(coords_NxD1xD, weights_NxD1, max_points: Optional[int] = None,
   table_P = unique_P[:m]
   nexts = np.full((d1, m + 1), m, np.int32)
   prevs = np.full((d1, m + 1), m, np.int32)
-  for j, step in enumerate(_axis_steps(_radices(points.span_D))):
+  for j, step in enumerate(axis_steps(radices(points.span_D))):
     for sign, out in ((1, nexts), (-1, prevs)):
       query_P = table_P + sign * step
       at_P = np.minimum(np.searchsorted(unique_P, query_P), max(num_points - 1, 0))
