@@ -3,6 +3,7 @@
     layers = Layers(atrous_impl='auto', batch_norm='frozen', dtype=jnp.bfloat16)
     y = layers.conv(256, 3, rate=2, name='conv5_1')(x)          # AtrousConv
     y = layers.conv_bn(64, 7, stride=2, name='conv1')(x, train)  # conv -> BN -> ReLU
+    y = layers.conv_transpose(21, 4, stride=2, name='upscore2')(x)  # transposed.py
 
 A backbone or head takes one `layers` field instead of carrying the atrous
 implementation, the BatchNorm mode and the activation dtype itself, as flax's
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 from deeplab_jax.errors import UserError
 from deeplab_jax.models.atrous import IMPLEMENTATIONS, AtrousConv
 from deeplab_jax.models.batch_norm import batch_norm as make_batch_norm
+from deeplab_jax.models.transposed import ConvTranspose
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 BATCH_NORMS = ('train', 'frozen', 'none')
@@ -46,6 +48,11 @@ class Layers:
   def conv_bn(self, features, kernel_size=3, **kwargs) -> 'ConvBN':
     """A `ConvBN` (stride, rate, relu, name as there) with these layers."""
     return ConvBN(features, kernel_size, layers=self, **kwargs)
+
+  def conv_transpose(self, features, kernel_size, stride=1, **kwargs) -> ConvTranspose:
+    """A `ConvTranspose` (padding, output_padding, use_bias, kernel_init, name
+    as there): PyTorch's ConvTranspose2d, in these layers' dtype."""
+    return ConvTranspose(features, kernel_size, stride=stride, dtype=self.dtype, **kwargs)
 
   def norm(self, train, name='bn', momentum=0.9):
     """The BatchNorm of mode `batch_norm` (not 'none'), called as f(x)."""
