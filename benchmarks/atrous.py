@@ -2,6 +2,14 @@
 
     python -m benchmarks.atrous                      # DeepLab's shapes
     python -m benchmarks.atrous --shapes=4x41x41x2048x21r24 --torch=false
+    python -m benchmarks.atrous --kind=depthwise     # v3+'s depthwise 3x3s
+    python -m benchmarks.atrous --kind=transposed    # FCN's / U-Net's upsamplings
+
+--kind=depthwise: the same shapes with a (3, 3, 1, CIN) depthwise kernel (COUT
+is ignored), against PyTorch's conv2d with groups=CIN. --kind=transposed:
+shapes BxHxWxCINxCOUTsSTRIDE, a kernel 2 * STRIDE transposed conv
+(models/transposed.py, lhs dilation; --impls is ignored) against PyTorch's
+conv_transpose2d.
 
 Shapes are BxHxWxCINxCOUTrRATE (3x3 kernel, stride 1, 'same' padding). For
 each: median ms of the jitted forward and of the gradient (input and kernel,
@@ -25,16 +33,23 @@ from absl import flags
 from benchmarks import timing
 from deeplab_jax import xla_flags
 from deeplab_jax.models import atrous
+from deeplab_jax.models import transposed
 
 # ResNet ASPP branch, ResNet layer5 / layer4 3x3, VGG LargeFOV fc6.
 DEFAULT_SHAPES = ('4x41x41x2048x21r24', '1x41x41x2048x21r6', '2x41x41x512x512r4',
                   '2x41x41x256x256r2', '1x41x41x512x1024r12')
+# v3+'s ASPP at output stride 16 (2048 channels, rates 6 / 12 / 18 at 33x33
+# for a 513 crop) and its decoder's 3x3s at stride 4 (304 channels, 129x129).
+DEPTHWISE_SHAPES = ('2x33x33x2048x2048r6', '2x33x33x2048x2048r18', '2x129x129x304x304r1')
+# FCN-32s / 8s final upsampling of 21 scores, FCN's 2x, U-Net's 2x2 up-conv.
+TRANSPOSED_SHAPES = ('1x17x17x21x21s32', '1x64x64x21x21s8', '1x32x32x21x21s2',
+                     '1x64x64x128x64s2')
 
 
-def parse_shape(text):
-  m = re.fullmatch(r'(\d+)x(\d+)x(\d+)x(\d+)x(\d+)r(\d+)', text)
+def parse_shape(text, letter='r'):
+  m = re.fullmatch(r'(\d+)x(\d+)x(\d+)x(\d+)x(\d+)' + letter + r'(\d+)', text)
   if not m:
-    raise ValueError(f'shape {text!r} is not BxHxWxCINxCOUTrRATE')
+    raise ValueError(f'shape {text!r} is not BxHxWxCINxCOUT{letter}N')
   return tuple(int(v) for v in m.groups())
 
 
@@ -45,20 +60,31 @@ def _figures(fwd_s, grad_s, flops, dtype):
                         flops / fwd_s, dtype, 1)
 
 
-def time_shape(shape, impls, steps, with_torch, dtype='float32', torch_device='cpu'):
+def time_shape(shape, impls, steps, with_torch, dtype='float32', torch_device='cpu',
+               kind='dense'):
   b, h, w, c, o, rate = shape
+  if kind == 'depthwise':
+    o = c
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(b, h, w, c)).astype(np.float32)).astype(dtype)
-  kernel = jnp.asarray((rng.normal(size=(3, 3, c, o)) / np.sqrt(9 * c)).astype(
-      np.float32)).astype(dtype)
-  flops = 2 * b * h * w * c * o * 9
-  line = {'shape': f'{b}x{h}x{w}x{c}x{o}r{rate}', 'gflop': round(flops / 1e9, 2),
-          'dtype': dtype, 'device': timing.device_name()}
+  k = 2 * rate if kind == 'transposed' else 3
+  kernel_in = 1 if kind == 'depthwise' else c
+  kernel = jnp.asarray((rng.normal(size=(k, k, kernel_in, o)) / np.sqrt(k * k * kernel_in))
+                       .astype(np.float32)).astype(dtype)
+  # Multiply-adds that touch data: a transposed conv's k*k taps per input pixel.
+  flops = 2 * b * h * w * kernel_in * o * k * k
+  letter = 's' if kind == 'transposed' else 'r'
+  line = {'shape': f'{b}x{h}x{w}x{c}x{o}{letter}{rate}', 'kind': kind,
+          'gflop': round(flops / 1e9, 3), 'dtype': dtype, 'device': timing.device_name()}
+  if kind == 'transposed':
+    impls = ('lhs_dilation',)
   for impl in impls:
-    forward = jax.jit(lambda x, k, impl=impl: atrous.atrous_conv(x, k, rate, 1, impl))
-    grad = jax.jit(jax.grad(
-        lambda x, k, impl=impl: jnp.sum(atrous.atrous_conv(x, k, rate, 1, impl) ** 2),
-        argnums=(0, 1)))
+    if kind == 'transposed':
+      op = lambda x, k, impl=impl: transposed.conv_transpose(x, k, rate)
+    else:
+      op = lambda x, k, impl=impl: atrous.atrous_conv(x, k, rate, 1, impl)
+    forward = jax.jit(op)
+    grad = jax.jit(jax.grad(lambda x, k, op=op: jnp.sum(op(x, k) ** 2), argnums=(0, 1)))
     fwd_s, _ = timing.time_calls(lambda: forward(x, kernel), steps)
     grad_s, _ = timing.time_calls(lambda: grad(x, kernel), steps)
     line[impl] = _figures(fwd_s, grad_s, flops, dtype)
@@ -67,12 +93,17 @@ def time_shape(shape, impls, steps, with_torch, dtype='float32', torch_device='c
     to_torch = lambda a, axes: torch.from_numpy(
         np.asarray(a, np.float32).transpose(axes).copy()).to(
             torch_device, getattr(torch, dtype)).requires_grad_()
-    tx, tk = to_torch(x, (0, 3, 1, 2)), to_torch(kernel, (3, 2, 0, 1))
+    tx = to_torch(x, (0, 3, 1, 2))
+    tk = to_torch(kernel, (2, 3, 0, 1) if kind == 'transposed' else (3, 2, 0, 1))
     sync = None
     if torch_device == 'cuda':
       torch.backends.cudnn.benchmark = True
       sync = torch.cuda.synchronize
-    conv = lambda: torch.nn.functional.conv2d(tx, tk, padding=rate, dilation=rate)
+    if kind == 'transposed':
+      conv = lambda: torch.nn.functional.conv_transpose2d(tx, tk, stride=rate)
+    else:
+      conv = lambda: torch.nn.functional.conv2d(tx, tk, padding=rate, dilation=rate,
+                                                groups=c if kind == 'depthwise' else 1)
 
     def forward():
       with torch.no_grad():
@@ -92,16 +123,22 @@ def time_shape(shape, impls, steps, with_torch, dtype='float32', torch_device='c
 def main(argv):
   del argv
   f = flags.FLAGS
-  for text in f.shapes:
-    print(json.dumps(time_shape(parse_shape(text), f.impls, f.steps, f.torch,
-                                f.dtype, f.torch_device)), flush=True)
+  shapes = f.shapes or {'dense': DEFAULT_SHAPES, 'depthwise': DEPTHWISE_SHAPES,
+                        'transposed': TRANSPOSED_SHAPES}[f.kind]
+  for text in shapes:
+    shape = parse_shape(text, 's' if f.kind == 'transposed' else 'r')
+    print(json.dumps(time_shape(shape, f.impls, f.steps, f.torch, f.dtype, f.torch_device,
+                                f.kind)), flush=True)
 
 
 if __name__ == '__main__':
   xla_flags.set_defaults()
   # JAX takes GPU memory as it needs it, not 75% up front: room for PyTorch's side.
   os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
-  flags.DEFINE_list('shapes', list(DEFAULT_SHAPES), 'BxHxWxCINxCOUTrRATE, 3x3 kernels.')
+  flags.DEFINE_list('shapes', [], 'BxHxWxCINxCOUTrRATE (3x3 kernels) or, --kind=transposed, '
+                    'BxHxWxCINxCOUTsSTRIDE; default: the kind\'s DeepLab / FCN shapes.')
+  flags.DEFINE_enum('kind', 'dense', ['dense', 'depthwise', 'transposed'],
+                    'Dense or depthwise atrous 3x3s, or transposed convs.')
   flags.DEFINE_list('impls', ['dilation', 'space_to_batch', 'taps', 'dilation_taps_grad'],
                     'Implementations to time.')
   flags.DEFINE_integer('steps', 5, 'Timed calls per measurement.')

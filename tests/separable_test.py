@@ -179,3 +179,13 @@ def test_separable_conv_matches_pytorch():
         np.array(p['pointwise']['kernel']).transpose(3, 2, 0, 1).copy()))
     pw.bias.copy_(torch.from_numpy(np.array(p['pointwise']['bias'])))
   _close(conv.apply(variables, x), _nhwc(pw(dw(_nchw(x)))))
+
+
+def test_benchmark_times_depthwise_against_pytorch():
+  from benchmarks import atrous as atrous_benchmark  # pylint: disable=import-outside-toplevel
+  line = atrous_benchmark.time_shape(atrous_benchmark.parse_shape('1x9x7x4x4r2'),
+                                     ['dilation', 'taps'], steps=1, with_torch=True,
+                                     kind='depthwise')
+  assert line['kind'] == 'depthwise' and line['shape'] == '1x9x7x4x4r2'
+  for name in ('dilation', 'taps', 'torch'):
+    assert line[name]['forward_ms'] > 0 and line[name]['grad_ms'] > 0

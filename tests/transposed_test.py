@@ -139,3 +139,12 @@ def test_layers_conv_transpose_parameters_and_dtype():
   assert y.shape == (1, 12, 8, 6) and y.dtype == jnp.bfloat16
   with pytest.raises(ValueError, match='output_padding'):
     Layers().conv_transpose(2, 3, stride=2, output_padding=2).init(jax.random.key(0), x)
+
+
+def test_benchmark_times_transposed_against_pytorch():
+  from benchmarks import atrous as atrous_benchmark  # pylint: disable=import-outside-toplevel
+  line = atrous_benchmark.time_shape(atrous_benchmark.parse_shape('1x5x6x3x2s2', 's'), [],
+                                     steps=1, with_torch=True, kind='transposed')
+  assert line['kind'] == 'transposed' and line['shape'] == '1x5x6x3x2s2'
+  for name in ('lhs_dilation', 'torch'):
+    assert line[name]['forward_ms'] > 0 and line[name]['grad_ms'] > 0
