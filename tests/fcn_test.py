@@ -120,3 +120,13 @@ def test_bad_head_fields_are_user_errors():
   config.model.backbone = parts.vgg16(base_width=8)
   with pytest.raises(UserError, match='fc7'):
     models.build(config)
+
+
+@pytest.mark.parametrize('name', ['voc_fcn32s', 'voc_fcn16s', 'voc_fcn8s', 'voc_fcn8s_atonce',
+                                  'shapes_fcn8s'])
+def test_every_fcn_config_shrinks_and_builds(name):
+  config = tiny.get_config(name)
+  model = models.build(config)
+  shape = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0],
+                         jax.ShapeDtypeStruct((1, 35, 42, 3), jnp.uint8))
+  assert shape.shape == (1, 35, 42, config.dataset.num_classes)
