@@ -3,14 +3,15 @@
     python -m deeplab_jax.convert --input fcn8s-heavy-pascal.caffemodel \
         --config configs/voc_fcn8s.py --output weights/voc_fcn8s   # the released weights
     python evaluate.py --config configs/voc_fcn8s.py --workdir weights/voc_fcn8s
+    python -m deeplab_jax.convert --input fcn16s-heavy-pascal.caffemodel \
+        --config configs/voc_fcn8s.py --output weights/fcn8s_from_16s
     python train.py --config configs/voc_fcn8s.py --workdir runs/voc_fcn8s \
-        --config.init_from=weights/voc_fcn16s   # the release's stage: from FCN-16s
+        --config.init_from=weights/fcn8s_from_16s   # the release's stage: from FCN-16s
 
 Targets (shelhamer/fcn.berkeleyvision.org README, "PASCAL VOC models"):
 FCN-8s 65.5 mIoU on seg11valid (736 VOC 2011 val images outside SBD train)
-and 67.2 on VOC 2012 test; FCN-16s 65.0, FCN-32s 63.6 (seg11valid). The
-PAMI paper (arXiv 1605.06211, Table 4) gives FCN-8s 67.2 / 62.7 (CVPR) on
-VOC 2012 test. Our `voc2012_sbd` data scores VOC 2012 val and trains on
+and 67.2 on VOC 2012 test ("seg12test"); FCN-16s 65.0, FCN-32s 63.6
+(seg11valid). Our `voc2012_sbd` data scores VOC 2012 val and trains on
 train_aug (VOC train + all of SBD); the release trains on SBD train only
 (8,498) and scores seg11valid, which this project's dataset does not
 provide: numbers here are near, not equal, to those. No CRF in the paper.
@@ -22,8 +23,10 @@ upscore layers bilinear); SGD momentum 0.99, lr 1e-14 fixed, weight decay
 augmentation, the loss summed over pixels (`normalize: false`: loss.normalize
 'sum'); Deconvolutions frozen. Whole images are batched here as 500x500
 crops (VOC's largest side), the padding ignored (labels 255, input 0);
-`convert` reads the FCN-16s file into this config (its score_pool3 absent:
-zero, as the release starts it). `configs/tiny.py:voc_fcn8s` is this family
+`convert` reads the FCN-16s file into this config (score_pool3 and the new
+upscore layers start as the release starts them: zero, bilinear; a
+checkpoint of our own FCN-16s run does not fit --config.init_from, which
+needs every leaf). `configs/tiny.py:voc_fcn8s` is this family
 shrunk for smoke tests.
 """
 

@@ -22,9 +22,10 @@ at-once). Layer names as in voc-fcn*/net.py (models/fcn.py, fcn_vgg.py):
 Head layers the file lacks are absent (initialised as the release starts
 them: zero scores, bilinear upsampling, the configured scales): a coarser
 net's file into a finer config is the release's staged recipe (FCN-16s from
-FCN-32s: solve.py `copy_from` copies layers by name). Trunk layers it lacks,
-or layers the model has not (an FCN-8s file into an FCN-16s config), are a
-UserError listing them.
+FCN-32s: solve.py `copy_from` copies layers by name, ignoring the others);
+the coarser net's upscore Deconvolution, fixed bilinear, is dropped (listed).
+Trunk layers the file lacks, or other layers the model has not (an FCN-8s
+file into an FCN-16s config: score_pool3), are a UserError listing them.
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def convert(layers, config, source: str = 'the caffemodel') -> Converted:
     if name == IMAGENET_CLASSIFIER and name not in modules:
       dropped.append(f'{name} ({layer.type}): ' + ', '.join(str(b.shape) for b in layer.blobs))
       continue
+    if name not in modules and name.startswith('upscore') and layer.type == 'Deconvolution':
+      # A coarser net's fixed bilinear upsampling (FCN-32s' upscore in an
+      # FCN-16s): Caffe's copy_from ignores it, so does this.
+      dropped.append(f'{name} ({layer.type}): ' + ', '.join(str(b.shape) for b in layer.blobs))
+      continue
     if name not in modules:
       problems.append(f'{name} ({layer.type}): in the file, not in the model '
                       f'(model.head.skips {tuple(config.model.head.skips)})')
@@ -119,7 +125,7 @@ def convert(layers, config, source: str = 'the caffemodel') -> Converted:
     raise UserError(f'{source}: the Caffe FCN weights do not fit this config\'s model '
                     f'(head fcn, skips {tuple(config.model.head.skips)}, '
                     f'{config.dataset.num_classes} classes):\n  ' + '\n  '.join(problems))
-  kind = 'ImageNet VGG-16' if dropped or 'score_fr' not in found else 'FCN'
+  kind = 'FCN' if 'score_fr' in found else 'ImageNet VGG-16'
   described = (f'Caffe {kind} ({", ".join(sorted(n for n in found if n.startswith("score")))})'
                if kind == 'FCN' else f'Caffe {kind} (no FCN head)')
   return Converted(unflatten(flat, roots=('params', 'batch_stats')), absent, source=described,
