@@ -9,8 +9,12 @@ fc7, pool4 / pool3 skips, fixed bilinear upsampling, the release's crops) at
 init instead of ImageNet VGG-16, so the mean loss and a normal learning rate
 (the release's summed loss at lr 1e-14 assumes pretrained weights and
 batch 1), the skip scores trained with the rest (as in the at-once net).
-NOT YET MEASURED: no val mIoU or time is claimed for it; configs/shapes.py
-is the tuned demo. `configs/tiny.py:shapes_fcn8s` is it shrunk for tests.
+NOT TUNED, NO mIoU MEASURED. Speed measured once (6 steps, `train.py
+--config configs/shapes_fcn8s.py --config.num_train_steps=6`, the 2-core CPU
+shared with other jobs): 1.0-1.3 images/s, since the 100-pixel padding
+makes every 128-pixel crop a 326-pixel conv1 input; shapes.py's 1,400
+steps of 8 would take about 3 hours, not minutes: smaller crops or fewer
+steps are still to be chosen. configs/shapes.py is the tuned demo. `configs/tiny.py:shapes_fcn8s` is it shrunk for tests.
 """
 
 from configs import parts
