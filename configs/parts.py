@@ -290,3 +290,47 @@ def compose(dataset, input, model, optim, loss, crf, seed=0,  # pylint: disable=
   config.eval = evaluation() if eval is None else eval  # Inference, TTA, CRF, outputs.
   config.crf = crf  # The dense CRF's parameters (evaluate.py --crf, the CRF layer).
   return config
+
+
+# ------------------------------------------------ FCN (issue 18) ----
+
+FCN_INPUT = dict(
+    channel_order='bgr',  # The FCN caffemodels take BGR ...
+    # ... 0-255 minus this mean (voc-fcn*/net.py's `mean`, BGR), no scaling.
+    pixel_mean=(104.00699, 116.66877, 122.67892),
+    pixel_std=(1.0, 1.0, 1.0),
+    align_corners=True)  # Unused by FCN's stride-1 output; Caffe's convention.
+
+
+def vgg16_fcn(base_width=64, fc_width=4096, dropout=0.5):
+  """`config.model.backbone` 'vgg16_fcn' (models/fcn_vgg.py): FCN's VGG-16, stride 32."""
+  return _section(
+      name='vgg16_fcn',
+      base_width=base_width,  # conv1_1's width, the rest scale (release: 64).
+      fc_width=fc_width,  # fc6 (7x7 valid) and fc7 (1x1) channels (release: 4096).
+      dropout=dropout)  # After fc6 and fc7 (release: 0.5).
+
+
+def fcn(skips=('pool4', 'pool3'), skip_scales=()):
+  """`config.model.head` 'fcn' (models/fcn.py): score_fr, skips, bilinear upscore, crops."""
+  return _section(
+      name='fcn',
+      # Skip streams fused in turn: () FCN-32s, ('pool4',) 16s, ('pool4', 'pool3') 8s.
+      skips=tuple(skips),
+      # Caffe Scale factors before each skip's score layer (at-once FCN-8s:
+      # 0.01, 0.0001, frozen); () = none, as the staged nets.
+      skip_scales=tuple(skip_scales))
+
+
+# Caffe's lr_mult 0 on the Deconvolutions (all four FCN nets) and the at-once
+# Scale layers: fixed bilinear upsampling, fixed skip scales (optim.lr_mults rows).
+FCN_FROZEN = (('head/upscore', 0, 0), ('head/scale_', 0, 0))
+
+
+def fcn_sgd(base_lr):
+  """`config.optim` of the FCN releases (voc-fcn*/solver.prototxt): lr_policy
+  "fixed" (a 'step' schedule with gamma 1), momentum 0.99, decay 5e-4, every
+  layer at lr_mult 1 / 2 (weights / biases), the upsampling and scales frozen."""
+  return sgd(base_lr, schedule='step', step_gamma=1.0, momentum=0.99, weight_decay=5e-4,
+             backbone_bias_lr_mult=2.0, classifier_kernel_lr_mult=1.0,
+             classifier_bias_lr_mult=2.0, lr_mults=FCN_FROZEN)

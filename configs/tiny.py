@@ -111,3 +111,8 @@ def override(section, **fields):
       target = target[step]
     target[last] = value
   return section
+
+
+# FCN (issue 18): VGG widths / 8, fc6 / fc7 16 wide; the head has no widths.
+BACKBONES['vgg16_fcn'] = dict(base_width=8, fc_width=16)
+HEADS['fcn'] = lambda head, backbone: None

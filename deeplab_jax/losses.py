@@ -9,7 +9,7 @@ from deeplab_jax.errors import UserError
 from deeplab_jax.models.resize import resize_bilinear, resize_nearest_labels
 
 
-NORMALIZE = ('batch', 'image')
+NORMALIZE = ('batch', 'image', 'sum')
 
 
 def softmax_cross_entropy(logits_BxHxWxC, labels_BxHxW, ignore_label=255,
@@ -20,7 +20,9 @@ def softmax_cross_entropy(logits_BxHxWxC, labels_BxHxW, ignore_label=255,
   each image's mean over its own valid pixels, averaged over the batch's
   images (Caffe's SoftmaxWithLoss at batch 1 with iter_size: an image
   scaled down to a fraction of the crop weighs as much as a full one; an
-  image with no valid pixel adds 0).
+  image with no valid pixel adds 0); 'sum': the sum over the batch's valid
+  pixels, not divided (SoftmaxWithLoss with `normalize: false`, FCN's
+  voc-fcn*/net.py, whose learning rates 1e-10 .. 1e-14 are for this loss).
   Returns (loss, number of valid pixels); the loss is 0 when none is valid.
   """
   logits = logits_BxHxWxC.astype(jnp.float32)
@@ -35,6 +37,8 @@ def softmax_cross_entropy(logits_BxHxWxC, labels_BxHxW, ignore_label=255,
   if normalize == 'image':
     per_image_B = nll.sum((1, 2)) / jnp.maximum(valid.sum((1, 2)), 1)
     return per_image_B.mean(), count
+  if normalize == 'sum':
+    return nll.sum(), count
   raise ValueError(f'loss normalize {normalize!r} is not one of {NORMALIZE}')
 
 

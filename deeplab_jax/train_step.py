@@ -187,6 +187,7 @@ def make_train_step(config, model, tx, schedule, mesh):
             config.dataset.ignore_label, normalize)
         # The micro-batch's share: of the valid pixels, or of the images.
         share = count / jnp.maximum(total, 1) if normalize == 'batch' else 1.0 / accum
+        share = 1.0 if normalize == 'sum' else share  # Sums add up (FCN's unnormalised loss).
         loss = loss + mean * share
       return loss, updates.get('batch_stats', batch_stats)
 

@@ -77,10 +77,12 @@ def test_two_micro_batches_of_four_equal_the_batch_of_eight(tiny_config, host_ba
   assert traces and max(float(np.abs(x).max()) for x in traces) > 0
 
 
-@pytest.mark.parametrize('normalize', ['batch', 'image'])
+@pytest.mark.parametrize('normalize', ['batch', 'image', 'sum'])
 def test_four_micro_batches_of_two_on_two_devices(tiny_config, host_batches, normalize):
   tiny_config.model.batch_norm = 'none'
-  tiny_config.loss.normalize = normalize  # 'image': each micro-batch weighs 1/4.
+  tiny_config.loss.normalize = normalize  # 'image': each micro-batch weighs 1/4; 'sum': 1.
+  if normalize == 'sum':  # The summed loss takes a learning rate smaller by ~the pixel count.
+    tiny_config.optim.base_lr /= tiny_config.batch_size * tiny_config.input.crop_size ** 2
   whole_losses, whole = _train(tiny_config, host_batches, num_devices=2)
   tiny_config.grad_accum_steps = 4
   accum_losses, accum = _train(tiny_config, host_batches, num_devices=2)

@@ -112,3 +112,18 @@ def test_per_image_normalisation_averages_each_images_own_mean():
 def test_caffe_interp_sizes(size, scale, expected):
   # Caffe's Interp: shrink_factor then zoom_factor, ((n - 1) // s) * z + 1.
   assert resize.scaled_size(size, scale, align_corners=True) == expected
+
+
+def test_sum_normalisation_is_the_undivided_sum_over_valid_pixels():
+  # FCN's SoftmaxWithLoss `normalize: false` (voc-fcn*/net.py): the sum over
+  # every valid pixel of the batch, so a stride-1 map of 500x375 pixels at lr
+  # 1e-10 moves the weights as Caffe's does.
+  rng = np.random.default_rng(5)
+  logits = rng.normal(size=(2, 7, 5, 3)).astype(np.float32)
+  labels = rng.integers(0, 3, size=(2, 7, 5)).astype(np.int32)
+  labels[1, :3] = 255
+  loss, count = losses.softmax_cross_entropy(jnp.asarray(logits), jnp.asarray(labels),
+                                             normalize='sum')
+  valid = int((labels != 255).sum())
+  assert count == valid == 70 - 15
+  np.testing.assert_allclose(loss, _numpy_loss(logits, labels) * valid, rtol=1e-5)

@@ -47,6 +47,7 @@ import numpy as np
 from deeplab_jax import models
 from deeplab_jax import variables_tree
 from deeplab_jax.convert import caffe
+from deeplab_jax.convert.caffe import fcn as caffe_fcn  # FCN releases (issue 18).
 from deeplab_jax.convert import pytorch
 from deeplab_jax.convert.converted import Converted, convention_differences
 from deeplab_jax.errors import UserError
@@ -152,7 +153,8 @@ def assemble(converted: Converted, config, reinit_classifier=False, path='',
 def input_warnings(path: str, converted: Converted, config) -> list[str]:
   """Where the config feeds the weights other inputs than they were trained on."""
   if detect(path) == CAFFE:
-    return convention_differences(config, caffe.CONVENTION, 'Caffe')
+    convention = caffe_fcn.CONVENTION if caffe_fcn.handles(config) else caffe.CONVENTION
+    return convention_differences(config, convention, 'Caffe')
   if converted.source not in pytorch.SOURCES:
     return []
   return pytorch.convention_differences(config, converted.source)
@@ -178,6 +180,8 @@ def read(path: str, config, keep_init_classifier: bool = False) -> Converted:
   """
   config = without_crf_layer(config)
   fmt = detect(path)
+  if fmt == CAFFE and caffe_fcn.handles(config):  # FCN's own releases (caffe/fcn.py).
+    return caffe_fcn.convert(caffe.read_caffemodel(path), config, source=path)
   if fmt == CAFFE:
     return caffe.convert(caffe.read_caffemodel(path), config, source=path,
                          keep_init_classifier=keep_init_classifier)

@@ -40,6 +40,9 @@ _BUILT_IN = {
                  'resnet': 'deeplab_jax.models.resnet'},
     'head': {'aspp': 'deeplab_jax.models.aspp'},
 }
+# FCN-32s / 16s / 8s (issue 18): FCN's VGG-16 and its head.
+_BUILT_IN['backbone']['vgg16_fcn'] = 'deeplab_jax.models.fcn_vgg'
+_BUILT_IN['head']['fcn'] = 'deeplab_jax.models.fcn'
 _REGISTRY: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
 
 
