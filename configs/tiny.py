@@ -35,9 +35,27 @@ def _shrink_aspp(head, backbone):
     head.hidden = (16,) * len(tuple(head.hidden))
 
 
+# DeepLab v3 / v3+ heads (issue 18, i18-v3): narrow widths; the small
+# backbone's stride-4 map is `stage2` where the ResNet's is `layer2`.
+def _shrink_aspp_v3(head, backbone):
+  head.width = 16
+  if backbone == 'small':
+    head.rates = (1, 2)
+
+
+def _shrink_deeplabv3plus(head, backbone):
+  _shrink_aspp_v3(head, backbone)
+  head.low_level_width = 8
+  head.decoder_width = 16
+  if backbone == 'small':
+    head.reads = ('stage2', 'out')
+
+
 # Shrinks a head section in place, by head name: fn(section, backbone name).
 HEADS = {
     'aspp': _shrink_aspp,
+    'aspp_v3': _shrink_aspp_v3,
+    'deeplabv3plus': _shrink_deeplabv3plus,
 }
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {
