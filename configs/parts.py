@@ -143,7 +143,7 @@ def aspp_v3(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
 
 def deeplabv3plus(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
                   separable=False, low_level_width=48, decoder_width=256,
-                  reads=('layer2', 'out')):
+                  align_corners=True, reads=('layer2', 'out')):
   """`config.model.head` 'deeplabv3plus' (models/decoder.py): v3's ASPP + v3+'s decoder."""
   return _section(
       name='deeplabv3plus',
@@ -154,6 +154,9 @@ def deeplabv3plus(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
       separable=separable,  # Depthwise-separable ASPP branches and decoder convs (v3+'s best).
       low_level_width=low_level_width,  # 1x1 reduction of the low-level map (v3+ Table 1: 48).
       decoder_width=decoder_width,  # Two 3x3 convs after the concatenation (Table 2: 256).
+      # Upsampling of the ASPP map to the low-level map's size: corners aligned
+      # as the official code's resize_bilinear (True), or half-pixel (False).
+      align_corners=align_corners,
       # (low-level, ASPP input) feature names: the stride-4 map and the backbone's last
       # (ResNet: layer2 at stride 4, torchvision's 'layer1').
       reads=tuple(reads))

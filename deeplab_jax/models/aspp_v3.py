@@ -48,8 +48,9 @@ from deeplab_jax.models.layers import Layers
 FIELDS = ('rates', 'width', 'image_pooling', 'dropout', 'extra_conv', 'separable')
 
 
-def _atrous_branch(layers: Layers, width, rate, separable, name):
-  """A 3x3 branch at `rate`: conv -> BN -> ReLU, or its depthwise-separable form."""
+def conv3x3_bn(layers: Layers, width, rate, separable, name):
+  """A 3x3 unit at `rate`: conv -> BN -> ReLU, or its depthwise-separable form
+  (depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU, v3+ section 3.2)."""
   if not separable:
     return layers.conv_bn(width, 3, rate=rate, name=name)
   make = getattr(layers, 'separable_conv_bn', None)
@@ -69,7 +70,7 @@ def aspp_features(x_BxHxWxC, train: bool, *, layers: Layers, rates: Sequence[int
   """
   branches = [layers.conv_bn(width, 1, name='branch0')(x_BxHxWxC, train)]
   for i, rate in enumerate(rates, start=1):
-    branches.append(_atrous_branch(layers, width, rate, separable, f'branch{i}')(
+    branches.append(conv3x3_bn(layers, width, rate, separable, f'branch{i}')(
         x_BxHxWxC, train))
   if image_pooling:
     pooled = jnp.mean(x_BxHxWxC, axis=(1, 2), keepdims=True)  # Any H x W, odd included.

@@ -40,7 +40,8 @@ _BUILT_IN = {
                  'resnet': 'deeplab_jax.models.resnet'},
     'head': {'aspp': 'deeplab_jax.models.aspp',
              # DeepLab v3 / v3+ (issue 18, i18-v3).
-             'aspp_v3': 'deeplab_jax.models.aspp_v3'},
+             'aspp_v3': 'deeplab_jax.models.aspp_v3',
+             'deeplabv3plus': 'deeplab_jax.models.decoder'},
 }
 _REGISTRY: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
 
