@@ -8,7 +8,10 @@ trunk (models/small.py; stage2 is its stride-4 map, out its stride-8 one), data,
 crops and optimiser, with the head replaced by v3+'s (models/decoder.py):
 ASPP rates (2, 4, 8) with image pooling at output stride 8, 64 wide, the
 decoder's 1x1 reduction of stage2 to 16 and two 3x3 convs of 64, scores at
-stride 4. Measured: see the comparison command's table (issue 18, i18-compare);
+stride 4. Measured: 12.5-15 training images/s on a 2-core CPU shared with
+other jobs (a 40-step run, `--config.num_train_steps=40`), so the 1,400 steps
+take about 13 minutes there; val mIoU not measured yet (the comparison
+command's table, issue 18, will give it).
 `configs/tiny.py:shapes_deeplabv3plus` is the same pipeline shrunk for tests.
 """
 
