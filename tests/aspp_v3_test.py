@@ -73,15 +73,34 @@ def _apply(head):
       mutable=['batch_stats'] if train else False), static_argnums=2)
 
 
-def _case(extra_conv, image_pooling, shape, seed):
-  head = _head(extra_conv=extra_conv, image_pooling=image_pooling)
+def _case(extra_conv, image_pooling, shape, seed, separable=False):
+  head = _head(extra_conv=extra_conv, image_pooling=image_pooling, separable=separable)
   x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
   variables = _perturbed(head.init(jax.random.key(0), Features({'out': x}, {'out': 16}),
                                    train=False), seed)
   reference = torch_deeplab_v3.ASPPv3(CIN, CLASSES, RATES, width=8, image_pooling=image_pooling,
-                                      dropout=0.0, extra_conv=extra_conv)
+                                      dropout=0.0, extra_conv=extra_conv, separable=separable)
   torch_deeplab_v3.load_flax(reference, variables, head_only=True)
   return head, x, variables, reference
+
+
+needs_separable = pytest.mark.skipif(not hasattr(Layers, 'separable_conv_bn'),
+                                     reason='models/layers.py has no separable_conv_bn yet')
+
+
+@needs_separable
+@pytest.mark.parametrize('train', [False, True])
+def test_separable_head_matches_torch_reference(train):
+  """v3+'s atrous separable branches: depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU."""
+  head, x, variables, reference = _case(False, True, (2, 7, 10, CIN), seed=5, separable=True)
+  assert set(variables['params']['branch1']) == {'depthwise', 'depthwise_bn', 'pointwise',
+                                                 'pointwise_bn'}
+  assert variables['params']['branch1']['depthwise']['kernel'].shape == (3, 3, 1, CIN)
+  got = _apply(head)(variables, x, train)
+  got = got[0] if train else got
+  with torch.no_grad():
+    expected = _nhwc(reference.train(train)(_nchw(x)))
+  assert _rel_err(got, expected) < 1e-4
 
 
 @pytest.mark.parametrize('extra_conv,image_pooling,shape', [
@@ -172,3 +191,9 @@ def test_config_errors_are_user_errors(tiny_v3):
   config.model.head.dropout = 1.0
   with pytest.raises(UserError, match='dropout'):
     models.build(config)
+  if not hasattr(Layers, 'separable_conv_bn'):
+    config = tiny_v3.copy_and_resolve_references()
+    config.model.head.separable = True
+    with pytest.raises(UserError, match='separable'):
+      jax.eval_shape(lambda: models.build(config).init(
+          jax.random.key(0), jnp.zeros((1, 33, 33, 3)), train=False))

@@ -41,9 +41,9 @@ def _apply(head):
       mutable=['batch_stats'] if train else False), static_argnums=3)
 
 
-def _case(align_corners, low_shape, high_shape, seed):
+def _case(align_corners, low_shape, high_shape, seed, separable=False):
   head = decoder.DeepLabV3Plus(CLASSES, rates=RATES, width=8, dropout=0.0, low_level_width=3,
-                               decoder_width=8, align_corners=align_corners,
+                               decoder_width=8, align_corners=align_corners, separable=separable,
                                layers=Layers(batch_norm='train'))
   rng = np.random.default_rng(seed)
   low = rng.normal(size=low_shape).astype(np.float32)
@@ -51,9 +51,22 @@ def _case(align_corners, low_shape, high_shape, seed):
   variables = _perturbed(head.init(jax.random.key(0), _features(low, high), train=False), seed)
   reference = torch_deeplab_v3.DeepLabV3Plus(LOW, HIGH, CLASSES, RATES, width=8, dropout=0.0,
                                              low_level_width=3, decoder_width=8,
-                                             align_corners=align_corners)
+                                             align_corners=align_corners, separable=separable)
   torch_deeplab_v3.load_flax(reference, variables, head_only=True)
   return head, low, high, variables, reference
+
+
+@pytest.mark.skipif(not hasattr(Layers, 'separable_conv_bn'),
+                    reason='models/layers.py has no separable_conv_bn yet')
+def test_separable_decoder_matches_torch_reference():
+  """The paper's best form: separable ASPP branches and decoder convs."""
+  head, low, high, variables, reference = _case(True, (2, 15, 10, LOW), (2, 4, 3, HIGH),
+                                                seed=7, separable=True)
+  assert variables['params']['decoder_conv0']['depthwise']['kernel'].shape == (3, 3, 1, 11)
+  got = _apply(head)(variables, low, high, False)
+  with torch.no_grad():
+    expected = _nhwc(reference.eval()(_nchw(low), _nchw(high)))
+  assert _rel_err(got, expected) < 1e-4
 
 
 @pytest.mark.parametrize('align_corners,low_shape,high_shape', [

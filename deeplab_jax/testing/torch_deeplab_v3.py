@@ -27,13 +27,37 @@ from deeplab_jax.testing import torch_deeplab
 from deeplab_jax.testing.torch_deeplab import ConvBnReLU
 
 
+class SeparableConvBnReLU(nn.Module):
+  """v3+'s atrous separable convolution (section 3.2, Fig. 3; the official code's
+  split form, core/utils.py `split_separable_conv2d` under model.py's arg_scope
+  of BN + ReLU): a 3x3 depthwise conv at `rate` (one filter per channel,
+  groups = channels), BN, ReLU, a 1x1 pointwise conv, BN, ReLU; no biases."""
+
+  def __init__(self, cin, cout, rate=1):
+    super().__init__()
+    self.depthwise = nn.Conv2d(cin, cin, 3, 1, rate, rate, groups=cin, bias=False)
+    self.depthwise_bn = nn.BatchNorm2d(cin, eps=1e-5)
+    self.pointwise = nn.Conv2d(cin, cout, 1, bias=False)
+    self.pointwise_bn = nn.BatchNorm2d(cout, eps=1e-5)
+
+  def forward(self, x):
+    x = F.relu(self.depthwise_bn(self.depthwise(x)))
+    return F.relu(self.pointwise_bn(self.pointwise(x)))
+
+
+def _conv3x3(cin, cout, rate, separable):
+  if separable:
+    return SeparableConvBnReLU(cin, cout, rate)
+  return ConvBnReLU(cin, cout, 3, rate=rate)
+
+
 class ASPPv3(nn.Module):
   """The v3 head: ASPP features, optional 3x3 conv (torchvision's), 1x1 logits."""
 
   def __init__(self, cin, num_classes, rates=(6, 12, 18), width=256, image_pooling=True,
-               dropout=0.1, extra_conv=False):
+               dropout=0.1, extra_conv=False, separable=False):
     super().__init__()
-    self.encoder = ASPPFeatures(cin, rates, width, image_pooling, dropout)
+    self.encoder = ASPPFeatures(cin, rates, width, image_pooling, dropout, separable)
     self.conv3x3 = ConvBnReLU(width, width, 3) if extra_conv else None
     self.classifier = nn.Conv2d(width, num_classes, 1)
 
@@ -47,12 +71,12 @@ class ASPPv3(nn.Module):
 class ASPPFeatures(nn.Module):
   """Concatenated 1x1, atrous 3x3 and image-pooling branches, projected to `width`."""
 
-  def __init__(self, cin, rates, width=256, image_pooling=True, dropout=0.1):
+  def __init__(self, cin, rates, width=256, image_pooling=True, dropout=0.1, separable=False):
     super().__init__()
     self.rates = tuple(rates)
     self.branch0 = ConvBnReLU(cin, width, 1)
     for i, rate in enumerate(self.rates, start=1):
-      self.add_module(f'branch{i}', ConvBnReLU(cin, width, 3, rate=rate))
+      self.add_module(f'branch{i}', _conv3x3(cin, width, rate, separable))
     self.pool = ConvBnReLU(cin, width, 1) if image_pooling else None
     n = 1 + len(self.rates) + (1 if image_pooling else 0)
     self.project = ConvBnReLU(n * width, width, 1)
@@ -72,12 +96,12 @@ class DeepLabV3Plus(nn.Module):
 
   def __init__(self, low_cin, high_cin, num_classes, rates=(6, 12, 18), width=256,
                image_pooling=True, dropout=0.1, low_level_width=48, decoder_width=256,
-               align_corners=True):
+               align_corners=True, separable=False):
     super().__init__()
-    self.encoder = ASPPFeatures(high_cin, rates, width, image_pooling, dropout)
+    self.encoder = ASPPFeatures(high_cin, rates, width, image_pooling, dropout, separable)
     self.feature_projection = ConvBnReLU(low_cin, low_level_width, 1)
-    self.decoder_conv0 = ConvBnReLU(width + low_level_width, decoder_width, 3)
-    self.decoder_conv1 = ConvBnReLU(decoder_width, decoder_width, 3)
+    self.decoder_conv0 = _conv3x3(width + low_level_width, decoder_width, 1, separable)
+    self.decoder_conv1 = _conv3x3(decoder_width, decoder_width, 1, separable)
     self.classifier = nn.Conv2d(decoder_width, num_classes, 1)
     self.align_corners = align_corners
 
