@@ -84,11 +84,6 @@ def _case(extra_conv, image_pooling, shape, seed, separable=False):
   return head, x, variables, reference
 
 
-needs_separable = pytest.mark.skipif(not hasattr(Layers, 'separable_conv_bn'),
-                                     reason='models/layers.py has no separable_conv_bn yet')
-
-
-@needs_separable
 @pytest.mark.parametrize('train', [False, True])
 def test_separable_head_matches_torch_reference(train):
   """v3+'s atrous separable branches: depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU."""
@@ -191,9 +186,4 @@ def test_config_errors_are_user_errors(tiny_v3):
   config.model.head.dropout = 1.0
   with pytest.raises(UserError, match='dropout'):
     models.build(config)
-  if not hasattr(Layers, 'separable_conv_bn'):
-    config = tiny_v3.copy_and_resolve_references()
-    config.model.head.separable = True
-    with pytest.raises(UserError, match='separable'):
-      jax.eval_shape(lambda: models.build(config).init(
-          jax.random.key(0), jnp.zeros((1, 33, 33, 3)), train=False))
+

@@ -56,8 +56,6 @@ def _case(align_corners, low_shape, high_shape, seed, separable=False):
   return head, low, high, variables, reference
 
 
-@pytest.mark.skipif(not hasattr(Layers, 'separable_conv_bn'),
-                    reason='models/layers.py has no separable_conv_bn yet')
 def test_separable_decoder_matches_torch_reference():
   """The paper's best form: separable ASPP branches and decoder convs."""
   head, low, high, variables, reference = _case(True, (2, 15, 10, LOW), (2, 4, 3, HIGH),

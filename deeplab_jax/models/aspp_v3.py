@@ -51,13 +51,9 @@ FIELDS = ('rates', 'width', 'image_pooling', 'dropout', 'extra_conv', 'separable
 def conv3x3_bn(layers: Layers, width, rate, separable, name):
   """A 3x3 unit at `rate`: conv -> BN -> ReLU, or its depthwise-separable form
   (depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU, v3+ section 3.2)."""
-  if not separable:
-    return layers.conv_bn(width, 3, rate=rate, name=name)
-  make = getattr(layers, 'separable_conv_bn', None)
-  if make is None:  # Until models/layers.py has the depthwise-separable unit.
-    raise UserError('model.head.separable needs Layers.separable_conv_bn, '
-                    'which this version of models/layers.py does not have')
-  return make(width, 3, rate=rate, name=name)
+  if separable:
+    return layers.separable_conv_bn(width, 3, rate=rate, name=name)
+  return layers.conv_bn(width, 3, rate=rate, name=name)
 
 
 def aspp_features(x_BxHxWxC, train: bool, *, layers: Layers, rates: Sequence[int],
