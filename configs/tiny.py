@@ -39,6 +39,8 @@ def _shrink_aspp(head, backbone):
 HEADS = {
     'aspp': _shrink_aspp,
 }
+# i18-tv: torchvision's FCNHead reads ResNet's last map (width 256 at base_width 8).
+HEADS['fcn_head'] = lambda head, backbone: None  # Its width follows the input (/ 4).
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {
     'voc_aspp': {'input.scales': (0.75, 1.0, 1.25)},  # Random scales small crops survive.

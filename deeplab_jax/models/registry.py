@@ -40,6 +40,8 @@ _BUILT_IN = {
                  'resnet': 'deeplab_jax.models.resnet'},
     'head': {'aspp': 'deeplab_jax.models.aspp'},
 }
+# i18-tv: torchvision's FCNHead (its fcn_resnet50 / fcn_resnet101).
+_BUILT_IN['head']['fcn_head'] = 'deeplab_jax.models.fcn_head'
 _REGISTRY: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
 
 
