@@ -106,12 +106,30 @@ def vgg16(pools=vgg.LARGEFOV_POOLS, eval_pools=(), pool5a=False, base_width=64):
       base_width=base_width)  # conv1_1's width, the rest scale (paper: 64).
 
 
-def resnet(depth=101, base_width=64):
-  """`config.model.backbone` 'resnet' (models/resnet.py): v2's Caffe ResNet, output stride 8."""
+def resnet(depth=101, base_width=64, stride_in_1x1=True, output_stride=8, multi_grid=(),
+           dilation_style='deeplab_v2', stem_ceil_mode=True):
+  """`config.model.backbone` 'resnet' (models/resnet.py): v2's Caffe ResNet at output
+  stride 8 by default; `torchvision_resnet` gives torchvision's layout."""
   return _section(
       name='resnet',
-      depth=depth,  # 50, 101, 152 (14: one block a stage, for tests).
-      base_width=base_width)  # Stem width, the stages scale (paper: 64).
+      depth=depth,  # 50, 101, 152 (14, 26: one, two blocks a stage, for tests).
+      base_width=base_width,  # Stem width, the stages scale (paper: 64).
+      # Where a stage's stride sits: the first 1x1 (True: Caffe, DeepLab v2) or
+      # the 3x3 (False: torchvision's ResNet V1.5).
+      stride_in_1x1=stride_in_1x1,
+      output_stride=output_stride,  # 8, 16 or 32: the last stages' strides become atrous rates.
+      multi_grid=tuple(multi_grid),  # Unit rates of layer5's blocks (v3: (1, 2, 4)); () = 1s.
+      # A dilated stage's rates: 'deeplab_v2' (every block at the stage's rate)
+      # or 'torchvision' (the first block keeps the previous stage's rate).
+      dilation_style=dilation_style,
+      stem_ceil_mode=stem_ceil_mode)  # Stem max pool: Caffe's ceil mode; False: PyTorch's floor.
+
+
+def torchvision_resnet(depth=50, output_stride=8, multi_grid=()):
+  """`config.model.backbone` 'resnet' in torchvision's layout (torchvision/models/
+  resnet.py): stride in the 3x3, floor-mode stem pool, `_make_layer`'s dilation."""
+  return resnet(depth, stride_in_1x1=False, output_stride=output_stride,
+                multi_grid=multi_grid, dilation_style='torchvision', stem_ceil_mode=False)
 
 
 def aspp(rates, hidden=(), kernel_size=3, dropout=0.0):
@@ -122,6 +140,14 @@ def aspp(rates, hidden=(), kernel_size=3, dropout=0.0):
       hidden=tuple(hidden),  # Per-branch hidden widths: VGG's fc6, fc7 (1024, 1024); () none.
       kernel_size=kernel_size,  # fc6 kernel (v1 DeepLab: 4, DeepLab-7x7: 7).
       dropout=dropout)  # After each hidden layer (paper: 0.5).
+
+
+def fcn_head(width=None, dropout=0.1):
+  """`config.model.head` 'fcn_head' (models/fcn_head.py): torchvision's FCNHead."""
+  return _section(
+      name='fcn_head',
+      width=placeholder(int) if width is None else width,  # 3x3 conv width; None = input / 4.
+      dropout=dropout)  # Before the classifier (torchvision: 0.1).
 
 
 # DeepLab v3 / v3+ heads (issue 18, i18-v3).

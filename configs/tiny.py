@@ -23,7 +23,8 @@ from deeplab_jax.data.shapes_render import CLASS_NAMES
 BACKBONES = {
     'small': dict(widths=(4, 8, 8), atrous_widths=(8,), atrous_rates=(2,)),
     'vgg16': dict(base_width=8),
-    'resnet': dict(depth=14, base_width=8),
+    'resnet': dict(depth=14, base_width=8,
+               multi_grid=()),  # One block in layer5: v3's (1, 2, 4) cannot apply.
 }
 
 
@@ -57,6 +58,8 @@ HEADS = {
     'aspp_v3': _shrink_aspp_v3,
     'deeplabv3plus': _shrink_deeplabv3plus,
 }
+# i18-tv: torchvision's FCNHead reads ResNet's last map (width 256 at base_width 8).
+HEADS['fcn_head'] = lambda head, backbone: None  # Its width follows the input (/ 4).
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {
     'voc_aspp': {'input.scales': (0.75, 1.0, 1.25)},  # Random scales small crops survive.

@@ -28,27 +28,21 @@ mIoU on its own COCO-val protocol (torchvision/models/segmentation/
 deeplabv3.py, DeepLabV3_ResNet101_Weights); its config is the i18-tv one.
 
 The ResNet fields (output_stride, multi_grid, stride_in_1x1, dilation_style)
-are models/resnet.py's; `eval_output_stride` does not exist: evaluate at 8 by
-the override above.
+are models/resnet.py's; there is no separate eval-time output stride: evaluate
+at 8 by the override above.
 """
 
 from configs import parts
 from configs import voc_largefov
 from deeplab_jax.crf import params as crf_params
 
-# The v3 ResNet-101 (models/resnet.py's fields): stride in the 3x3 as TF-slim's
-# resnet_v1 bottleneck (the official backbone), output stride 16, layer5's
-# units at rates 2 x (1, 2, 4), the first block of a dilated stage at the
-# previous rate (slim's stack_blocks_dense, torchvision's _make_layer).
-V3_RESNET = dict(stride_in_1x1=False, output_stride=16, multi_grid=(1, 2, 4),
-                 dilation_style='torchvision')
-
-
 def resnet101_v3():
-  """`config.model.backbone`: ResNet-101 as DeepLab v3 / v3+ use it."""
-  backbone = parts.resnet(depth=101)
-  backbone.update(V3_RESNET)
-  return backbone
+  """`config.model.backbone`: ResNet-101 as DeepLab v3 / v3+ use it: stride in
+  the 3x3 as TF-slim's resnet_v1 bottleneck (the official backbone), output
+  stride 16, layer5's units at rates 2 x (1, 2, 4), the first block of a
+  dilated stage at the previous rate (slim's stack_blocks_dense, torchvision's
+  _make_layer): torchvision's layout, whose ImageNet weights convert."""
+  return parts.torchvision_resnet(depth=101, output_stride=16, multi_grid=(1, 2, 4))
 
 
 def get_config(head=None):

@@ -43,6 +43,8 @@ _BUILT_IN = {
              'aspp_v3': 'deeplab_jax.models.aspp_v3',
              'deeplabv3plus': 'deeplab_jax.models.decoder'},
 }
+# i18-tv: torchvision's FCNHead (its fcn_resnet50 / fcn_resnet101).
+_BUILT_IN['head']['fcn_head'] = 'deeplab_jax.models.fcn_head'
 _REGISTRY: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
 
 
