@@ -24,6 +24,7 @@ from deeplab_jax.models.features import Features
 from deeplab_jax.models.layers import Layers
 from deeplab_jax.testing import torch_deeplab
 from deeplab_jax.testing import torch_deeplab_v3
+from deeplab_jax.testing import torchvision_models
 
 CIN, CLASSES, RATES = 12, 5, (2, 3, 5)
 
@@ -187,3 +188,47 @@ def test_config_errors_are_user_errors(tiny_v3):
   with pytest.raises(UserError, match='dropout'):
     models.build(config)
 
+
+
+# ------------------------------------------ torchvision's own DeepLabHead ----
+
+def _torchvision_name(flax_path):
+  """Our 'project/bn/mean' -> DeepLabHead's '0.project.1.running_mean' (the
+  converter contract: torchvision/models/segmentation/deeplabv3.py's layout)."""
+  unit, *rest = flax_path.split('/')
+  leaf = {'kernel': 'weight', 'scale': 'weight', 'mean': 'running_mean',
+          'var': 'running_var'}.get(rest[-1], rest[-1])
+  if unit == 'classifier':
+    return f'4.{leaf}'
+  index = {'conv': 0, 'bn': 1}[rest[0]]
+  if unit.startswith('branch'):
+    return f'0.convs.{unit[len("branch"):]}.{index}.{leaf}'
+  if unit == 'pool':
+    return f'0.convs.4.{index + 1}.{leaf}'  # After its AdaptiveAvgPool2d.
+  if unit == 'project':
+    return f'0.project.{index}.{leaf}'
+  return f'{index + 1}.{leaf}'  # conv3x3 -> 1, 2.
+
+
+def test_head_matches_torchvision_deeplabhead():
+  segmentation, _ = torchvision_models.require()
+  head = _head(rates=(12, 24, 36), width=256, dropout=0.5, extra_conv=True)
+  x = np.random.default_rng(8).normal(size=(2, 7, 10, CIN)).astype(np.float32)
+  variables = _perturbed(head.init(jax.random.key(0), Features({'out': x}, {'out': 8}),
+                                   train=False), 8)
+  reference = segmentation.deeplabv3.DeepLabHead(CIN, CLASSES).eval()
+  state = reference.state_dict()
+  loaded = set()
+  for collection in ('params', 'batch_stats'):
+    for path, value in torch_deeplab.jax_leaves(variables[collection]):
+      name, value = _torchvision_name(path), np.array(value)
+      value = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
+      assert tuple(state[name].shape) == value.shape, name
+      state[name] = torch.from_numpy(np.ascontiguousarray(value))
+      loaded.add(name)
+  assert {n for n in state if not n.endswith('num_batches_tracked')} == loaded
+  reference.load_state_dict(state)
+  got = _apply(head)(variables, x, False)
+  with torch.no_grad():
+    expected = _nhwc(reference(_nchw(x)))
+  assert _rel_err(got, expected) < 1e-4
