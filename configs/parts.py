@@ -106,12 +106,30 @@ def vgg16(pools=vgg.LARGEFOV_POOLS, eval_pools=(), pool5a=False, base_width=64):
       base_width=base_width)  # conv1_1's width, the rest scale (paper: 64).
 
 
-def resnet(depth=101, base_width=64):
-  """`config.model.backbone` 'resnet' (models/resnet.py): v2's Caffe ResNet, output stride 8."""
+def resnet(depth=101, base_width=64, stride_in_1x1=True, output_stride=8, multi_grid=(),
+           dilation_style='deeplab_v2', stem_ceil_mode=True):
+  """`config.model.backbone` 'resnet' (models/resnet.py): v2's Caffe ResNet at output
+  stride 8 by default; `torchvision_resnet` gives torchvision's layout."""
   return _section(
       name='resnet',
-      depth=depth,  # 50, 101, 152 (14: one block a stage, for tests).
-      base_width=base_width)  # Stem width, the stages scale (paper: 64).
+      depth=depth,  # 50, 101, 152 (14, 26: one, two blocks a stage, for tests).
+      base_width=base_width,  # Stem width, the stages scale (paper: 64).
+      # Where a stage's stride sits: the first 1x1 (True: Caffe, DeepLab v2) or
+      # the 3x3 (False: torchvision's ResNet V1.5).
+      stride_in_1x1=stride_in_1x1,
+      output_stride=output_stride,  # 8, 16 or 32: the last stages' strides become atrous rates.
+      multi_grid=tuple(multi_grid),  # Unit rates of layer5's blocks (v3: (1, 2, 4)); () = 1s.
+      # A dilated stage's rates: 'deeplab_v2' (every block at the stage's rate)
+      # or 'torchvision' (the first block keeps the previous stage's rate).
+      dilation_style=dilation_style,
+      stem_ceil_mode=stem_ceil_mode)  # Stem max pool: Caffe's ceil mode; False: PyTorch's floor.
+
+
+def torchvision_resnet(depth=50, output_stride=8, multi_grid=()):
+  """`config.model.backbone` 'resnet' in torchvision's layout (torchvision/models/
+  resnet.py): stride in the 3x3, floor-mode stem pool, `_make_layer`'s dilation."""
+  return resnet(depth, stride_in_1x1=False, output_stride=output_stride,
+                multi_grid=multi_grid, dilation_style='torchvision', stem_ceil_mode=False)
 
 
 def aspp(rates, hidden=(), kernel_size=3, dropout=0.0):
@@ -122,6 +140,52 @@ def aspp(rates, hidden=(), kernel_size=3, dropout=0.0):
       hidden=tuple(hidden),  # Per-branch hidden widths: VGG's fc6, fc7 (1024, 1024); () none.
       kernel_size=kernel_size,  # fc6 kernel (v1 DeepLab: 4, DeepLab-7x7: 7).
       dropout=dropout)  # After each hidden layer (paper: 0.5).
+
+
+def fcn_head(width=None, dropout=0.1):
+  """`config.model.head` 'fcn_head' (models/fcn_head.py): torchvision's FCNHead."""
+  return _section(
+      name='fcn_head',
+      width=placeholder(int) if width is None else width,  # 3x3 conv width; None = input / 4.
+      dropout=dropout)  # Before the classifier (torchvision: 0.1).
+
+
+# DeepLab v3 / v3+ heads (issue 18, i18-v3).
+def aspp_v3(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
+            extra_conv=False, separable=False, reads=('out',)):
+  """`config.model.head` 'aspp_v3' (models/aspp_v3.py): DeepLab v3's ASPP, concatenated."""
+  return _section(
+      name='aspp_v3',
+      # 3x3 atrous branches beside the 1x1 one: (6, 12, 18) at output stride 16,
+      # (12, 24, 36) at 8 (v3 paper section 3.3; torchvision's DeepLabHead: 12, 24, 36).
+      rates=tuple(rates),
+      width=width,  # Filters of every branch and of the projection (paper: 256).
+      image_pooling=image_pooling,  # The global-average-pooled branch (v3's image-level features).
+      dropout=dropout,  # After the projection (official code: 0.1; torchvision: 0.5).
+      extra_conv=extra_conv,  # torchvision's 3x3 256 conv + BN + ReLU before the classifier.
+      separable=separable,  # Depthwise-separable atrous branches (v3+).
+      reads=tuple(reads))  # The one feature map the ASPP reads (the backbone's last).
+
+
+def deeplabv3plus(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
+                  separable=False, low_level_width=48, decoder_width=256,
+                  align_corners=True, reads=('layer2', 'out')):
+  """`config.model.head` 'deeplabv3plus' (models/decoder.py): v3's ASPP + v3+'s decoder."""
+  return _section(
+      name='deeplabv3plus',
+      rates=tuple(rates),  # ASPP atrous rates, as aspp_v3 (output stride 16: 6, 12, 18).
+      width=width,  # ASPP width (256).
+      image_pooling=image_pooling,  # ASPP's image-level branch.
+      dropout=dropout,  # After the ASPP projection (official code: 0.1).
+      separable=separable,  # Depthwise-separable ASPP branches and decoder convs (v3+'s best).
+      low_level_width=low_level_width,  # 1x1 reduction of the low-level map (v3+ Table 1: 48).
+      decoder_width=decoder_width,  # Two 3x3 convs after the concatenation (Table 2: 256).
+      # Upsampling of the ASPP map to the low-level map's size: corners aligned
+      # as the official code's resize_bilinear (True), or half-pixel (False).
+      align_corners=align_corners,
+      # (low-level, ASPP input) feature names: the stride-4 map and the backbone's last
+      # (ResNet: layer2 at stride 4, torchvision's 'layer1').
+      reads=tuple(reads))
 
 
 def multilayer(widths=(128, 128), dropout=0.5):

@@ -27,3 +27,12 @@ def max_pool_caffe(x_BxHxWxC, kernel=3, stride=2, pad=1):
   return jax.lax.reduce_window(x_BxHxWxC, -jnp.inf, jax.lax.max,
                                (1, kernel, kernel, 1), (1, stride, stride, 1),
                                pads)
+
+
+def max_pool_floor(x_BxHxWxC, kernel=3, stride=2, pad=1):
+  """PyTorch's `nn.MaxPool2d(kernel, stride, padding=pad)` (floor mode):
+  floor((n + 2 pad - kernel) / stride) + 1 outputs, padding never wins
+  (torchvision's ResNet stem)."""
+  window = (1, kernel, kernel, 1)
+  return jax.lax.reduce_window(x_BxHxWxC, -jnp.inf, jax.lax.max, window,
+                               (1, stride, stride, 1), ((0, 0), (pad, pad), (pad, pad), (0, 0)))

@@ -36,13 +36,15 @@ from deeplab_jax.errors import UserError
 KINDS = ('backbone', 'head')
 _BUILT_IN = {
     'backbone': {'small': 'deeplab_jax.models.small',
-                 'vgg16': 'deeplab_jax.models.vgg',
-                 'resnet': 'deeplab_jax.models.resnet'},
-    'head': {'aspp': 'deeplab_jax.models.aspp'},
+                 'vgg16': 'deeplab_jax.models.vgg',  # DeepLab v1/v2's VGG-16.
+                 'vgg16_fcn': 'deeplab_jax.models.fcn_vgg',  # FCN's VGG-16 (pad 100, fc6 7x7).
+                 'resnet': 'deeplab_jax.models.resnet'},  # Caffe (v2) or torchvision layout.
+    'head': {'aspp': 'deeplab_jax.models.aspp',  # v1/v2 LargeFOV and ASPP (summed).
+             'aspp_v3': 'deeplab_jax.models.aspp_v3',  # v3: + 1x1 and image pooling, BN.
+             'deeplabv3plus': 'deeplab_jax.models.decoder',  # v3+: ASPP v3 + decoder.
+             'fcn': 'deeplab_jax.models.fcn',  # FCN-32s / 16s / 8s.
+             'fcn_head': 'deeplab_jax.models.fcn_head'},  # torchvision's FCNHead.
 }
-# FCN-32s / 16s / 8s (issue 18): FCN's VGG-16 and its head.
-_BUILT_IN['backbone']['vgg16_fcn'] = 'deeplab_jax.models.fcn_vgg'
-_BUILT_IN['head']['fcn'] = 'deeplab_jax.models.fcn'
 _REGISTRY: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
 
 
