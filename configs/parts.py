@@ -150,6 +150,44 @@ def fcn_head(width=None, dropout=0.1):
       dropout=dropout)  # Before the classifier (torchvision: 0.1).
 
 
+# DeepLab v3 / v3+ heads (issue 18, i18-v3).
+def aspp_v3(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
+            extra_conv=False, separable=False, reads=('out',)):
+  """`config.model.head` 'aspp_v3' (models/aspp_v3.py): DeepLab v3's ASPP, concatenated."""
+  return _section(
+      name='aspp_v3',
+      # 3x3 atrous branches beside the 1x1 one: (6, 12, 18) at output stride 16,
+      # (12, 24, 36) at 8 (v3 paper section 3.3; torchvision's DeepLabHead: 12, 24, 36).
+      rates=tuple(rates),
+      width=width,  # Filters of every branch and of the projection (paper: 256).
+      image_pooling=image_pooling,  # The global-average-pooled branch (v3's image-level features).
+      dropout=dropout,  # After the projection (official code: 0.1; torchvision: 0.5).
+      extra_conv=extra_conv,  # torchvision's 3x3 256 conv + BN + ReLU before the classifier.
+      separable=separable,  # Depthwise-separable atrous branches (v3+).
+      reads=tuple(reads))  # The one feature map the ASPP reads (the backbone's last).
+
+
+def deeplabv3plus(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
+                  separable=False, low_level_width=48, decoder_width=256,
+                  align_corners=True, reads=('layer2', 'out')):
+  """`config.model.head` 'deeplabv3plus' (models/decoder.py): v3's ASPP + v3+'s decoder."""
+  return _section(
+      name='deeplabv3plus',
+      rates=tuple(rates),  # ASPP atrous rates, as aspp_v3 (output stride 16: 6, 12, 18).
+      width=width,  # ASPP width (256).
+      image_pooling=image_pooling,  # ASPP's image-level branch.
+      dropout=dropout,  # After the ASPP projection (official code: 0.1).
+      separable=separable,  # Depthwise-separable ASPP branches and decoder convs (v3+'s best).
+      low_level_width=low_level_width,  # 1x1 reduction of the low-level map (v3+ Table 1: 48).
+      decoder_width=decoder_width,  # Two 3x3 convs after the concatenation (Table 2: 256).
+      # Upsampling of the ASPP map to the low-level map's size: corners aligned
+      # as the official code's resize_bilinear (True), or half-pixel (False).
+      align_corners=align_corners,
+      # (low-level, ASPP input) feature names: the stride-4 map and the backbone's last
+      # (ResNet: layer2 at stride 4, torchvision's 'layer1').
+      reads=tuple(reads))
+
+
 def multilayer(widths=(128, 128), dropout=0.5):
   """`config.model.multilayer` (models/multilayer.py): v1 MSc's MLPs on image and pool1-4."""
   return _section(

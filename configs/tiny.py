@@ -23,7 +23,8 @@ from deeplab_jax.data.shapes_render import CLASS_NAMES
 BACKBONES = {
     'small': dict(widths=(4, 8, 8), atrous_widths=(8,), atrous_rates=(2,)),
     'vgg16': dict(base_width=8),
-    'resnet': dict(depth=14, base_width=8),
+    'resnet': dict(depth=14, base_width=8,
+               multi_grid=()),  # One block in layer5: v3's (1, 2, 4) cannot apply.
 }
 
 
@@ -35,9 +36,27 @@ def _shrink_aspp(head, backbone):
     head.hidden = (16,) * len(tuple(head.hidden))
 
 
+# DeepLab v3 / v3+ heads (issue 18, i18-v3): narrow widths; the small
+# backbone's stride-4 map is `stage2` where the ResNet's is `layer2`.
+def _shrink_aspp_v3(head, backbone):
+  head.width = 16
+  if backbone == 'small':
+    head.rates = (1, 2)
+
+
+def _shrink_deeplabv3plus(head, backbone):
+  _shrink_aspp_v3(head, backbone)
+  head.low_level_width = 8
+  head.decoder_width = 16
+  if backbone == 'small':
+    head.reads = ('stage2', 'out')
+
+
 # Shrinks a head section in place, by head name: fn(section, backbone name).
 HEADS = {
     'aspp': _shrink_aspp,
+    'aspp_v3': _shrink_aspp_v3,
+    'deeplabv3plus': _shrink_deeplabv3plus,
 }
 # i18-tv: torchvision's FCNHead reads ResNet's last map (width 256 at base_width 8).
 HEADS['fcn_head'] = lambda head, backbone: None  # Its width follows the input (/ 4).

@@ -29,6 +29,20 @@ Implementations (`impl`), for stride 1:
 'space_to_batch' runs rate-1 convs as plain ones; strided convs always use
 XLA's convolution, and 1x1 convs are a dot (XLA's CPU 1x1 convolution is
 20-35% slower than the same contraction as a matmul).
+
+Depthwise convolution (each channel filtered alone, `feature_group_count` =
+channels in XLA's terms) runs through every implementation too: a kernel
+(k, k, 1, C) on a C-channel input is depthwise (depth multiplier 1, what
+DeepLab v3+ uses), told from the kernel's shape (`groups`). 'dilation' and
+'space_to_batch' pass `feature_group_count=C` to XLA's convolution; 'taps'
+adds the k*k shifted, clipped inputs times their per-channel tap weights (no
+matmul: a depthwise tap is a per-channel product); 'dilation_taps_grad' takes
+each tap's kernel gradient as a per-channel sum; a 1x1 depthwise conv is a
+per-channel product. 'auto' for depthwise: DEPTHWISE_AUTO by backend (measured
+with benchmarks/atrous.py, figures in benchmarks/README.md).
+`SeparableConv` is the depthwise-separable convolution of v3+ (depthwise at a
+rate, then 1x1 pointwise); layers.py's `SeparableConvBN` puts BatchNorm and
+ReLU after each, the split form of the official code.
 """
 
 from __future__ import annotations
@@ -42,6 +56,9 @@ import jax.numpy as jnp
 
 IMPLEMENTATIONS = ('auto', 'dilation', 'space_to_batch', 'taps', 'dilation_taps_grad')
 
+# What 'auto' picks for depthwise convs, by backend (others: 'dilation').
+DEPTHWISE_AUTO = {'cpu': 'taps', 'gpu': 'dilation'}
+
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -51,13 +68,27 @@ def same_padding(kernel_size, rate):
   return total // 2, total - total // 2
 
 
-def resolve_impl(impl, in_features, out_features, backend=None):
+def groups(in_features, kernel_shape):
+  """XLA's feature_group_count of `kernel_shape` (k, k, in / groups, out) on
+  `in_features` channels: 1 (dense) or in_features (depthwise: (k, k, 1, C))."""
+  kernel_in, out = kernel_shape[2], kernel_shape[3]
+  if kernel_in == in_features:
+    return 1
+  if kernel_in == 1 and out == in_features:
+    return in_features
+  raise ValueError(f'kernel {tuple(kernel_shape)} on {in_features} channels is neither '
+                   f'dense (k, k, {in_features}, out) nor depthwise (k, k, 1, {in_features})')
+
+
+def resolve_impl(impl, in_features, out_features, backend=None, depthwise=False):
   """The implementation 'auto' stands for on `backend` (default: JAX's)."""
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f'atrous impl {impl!r} is not one of {IMPLEMENTATIONS}')
   if impl != 'auto':
     return impl
   backend = backend or jax.default_backend()
+  if depthwise:
+    return DEPTHWISE_AUTO.get(backend, 'dilation')
   if backend == 'gpu':  # XLA's dilated-conv gradients are slow there (H100 figures).
     return 'space_to_batch'
   if backend != 'cpu':
@@ -66,17 +97,21 @@ def resolve_impl(impl, in_features, out_features, backend=None):
 
 
 def conv_dilation(x_BxHxWxC, kernel, rate=1, stride=1):
-  """XLA convolution with kernel dilation and 'same' padding."""
+  """XLA convolution with kernel dilation and 'same' padding (dense or depthwise)."""
   pad = same_padding(kernel.shape[0], rate)
   return jax.lax.conv_general_dilated(
       x_BxHxWxC, kernel, window_strides=(stride, stride), padding=(pad, pad),
-      rhs_dilation=(rate, rate), dimension_numbers=_DIMS)
+      rhs_dilation=(rate, rate), dimension_numbers=_DIMS,
+      feature_group_count=groups(x_BxHxWxC.shape[-1], kernel.shape))
 
 
 def conv_pointwise(x_BxHxWxC, kernel, stride=1):
-  """1x1 convolution (stride keeps pixels 0, s, 2s, ...) as a dot."""
+  """1x1 convolution (stride keeps pixels 0, s, 2s, ...) as a dot; depthwise,
+  a per-channel product."""
   if stride > 1:
     x_BxHxWxC = x_BxHxWxC[:, ::stride, ::stride]
+  if groups(x_BxHxWxC.shape[-1], kernel.shape) > 1:
+    return x_BxHxWxC * kernel[0, 0, 0]
   return jnp.einsum('bhwc,co->bhwo', x_BxHxWxC, kernel[0, 0])
 
 
@@ -97,8 +132,8 @@ def conv_space_to_batch(x_BxHxWxC, kernel, rate):
                           (lo, rate * ws - w - lo), (0, 0)))
   x = x.reshape(b, hs, rate, ws, rate, c).transpose(0, 2, 4, 1, 3, 5)
   x = x.reshape(b * rate * rate, hs, ws, c)
-  y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
-                                   dimension_numbers=_DIMS)
+  y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID', dimension_numbers=_DIMS,
+                                   feature_group_count=groups(c, kernel.shape))
   o = kernel.shape[-1]
   y = y.reshape(b, rate, rate, ha, wa, o).transpose(0, 3, 1, 4, 2, 5)
   return y.reshape(b, ha * rate, wa * rate, o)[:, :h, :w]
@@ -131,14 +166,30 @@ def _shifted_sum(z_BxHxWxTxO, offsets):
   return total
 
 
+def _depthwise_taps(x_BxHxWxC, kernel, rate):
+  """Stride-1 depthwise atrous conv: the sum over taps of the input shifted
+  by the tap's offset (zero outside the image) times the tap's C weights."""
+  _, h, w, _ = x_BxHxWxC.shape
+  total = None
+  for i, j, dy, dx in _tap_offsets(kernel.shape[0], rate, h, w):
+    y0, y1, x0, x1 = _in_image(dy, dx, h, w)
+    part = x_BxHxWxC[:, y0 + dy:y1 + dy, x0 + dx:x1 + dx] * kernel[i, j, 0]
+    part = jnp.pad(part, ((0, 0), (y0, h - y1), (x0, w - x1), (0, 0)))
+    total = part if total is None else total + part
+  return total
+
+
 def conv_taps(x_BxHxWxC, kernel, rate):
   """Stride-1 atrous conv as one matmul against all taps plus shifted adds.
 
   The k*k taps are one (C, k*k, O) matrix; each tap's O-channel slice of the
   product is shifted by the tap's offset, clipped to the image and added.
   (Fusing an ASPP head's branches into one matmul measured slower on CPU.)
+  Depthwise kernels take `_depthwise_taps`.
   """
-  _, h, w, _ = x_BxHxWxC.shape
+  _, h, w, c = x_BxHxWxC.shape
+  if groups(c, kernel.shape) > 1:
+    return _depthwise_taps(x_BxHxWxC, kernel, rate)
   taps = _tap_offsets(kernel.shape[0], rate, h, w)
   columns = jnp.stack([kernel[i, j] for i, j, _, _ in taps], axis=1)
   z = jnp.einsum('bhwc,cto->bhwto', x_BxHxWxC, columns)
@@ -161,15 +212,17 @@ def _taps_grad_fwd(x, kernel, rate):
 
 def _taps_grad_bwd(rate, residuals, g_BxHxWxO):
   x, kernel = residuals
-  _, h, w, _ = x.shape
+  _, h, w, c = x.shape
   _, input_vjp = jax.vjp(lambda x: conv_dilation(x, kernel, rate), x)
   dx, = input_vjp(g_BxHxWxO)
+  # Dense: (C, O) per tap; depthwise: (1, C), each channel's own sum.
+  contract = 'bhwc,bhwo->co' if groups(c, kernel.shape) == 1 else 'bhwc,bhwc->c'
   dkernel = jnp.zeros(kernel.shape, kernel.dtype)
   for i, j, dy, dx_ in _tap_offsets(kernel.shape[0], rate, h, w):
     y0, y1, x0, x1 = _in_image(dy, dx_, h, w)
     window = x[:, y0 + dy:y1 + dy, x0 + dx_:x1 + dx_]
-    tap = jnp.einsum('bhwc,bhwo->co', window, g_BxHxWxO[:, y0:y1, x0:x1])
-    dkernel = dkernel.at[i, j].set(tap.astype(kernel.dtype))
+    tap = jnp.einsum(contract, window, g_BxHxWxO[:, y0:y1, x0:x1])
+    dkernel = dkernel.at[i, j].set(tap.reshape(kernel.shape[2:]).astype(kernel.dtype))
   return dx, dkernel
 
 
@@ -177,11 +230,14 @@ conv_dilation_taps_grad.defvjp(_taps_grad_fwd, _taps_grad_bwd)
 
 
 def atrous_conv(x_BxHxWxC, kernel, rate=1, stride=1, impl='dilation'):
-  """Dispatches one convolution to `impl` (see the module docstring)."""
-  k, _, in_features, out_features = kernel.shape
+  """Dispatches one convolution (dense, or depthwise for a (k, k, 1, C)
+  kernel) to `impl` (see the module docstring)."""
+  k, _, _, out_features = kernel.shape
+  in_features = x_BxHxWxC.shape[-1]
+  depthwise = groups(in_features, kernel.shape) > 1
   if k == 1:
     return conv_pointwise(x_BxHxWxC, kernel, stride)
-  impl = resolve_impl(impl, in_features, out_features)
+  impl = resolve_impl(impl, in_features, out_features, depthwise=depthwise)
   if stride > 1 or impl == 'dilation':
     return conv_dilation(x_BxHxWxC, kernel, rate, stride)
   if impl == 'dilation_taps_grad':
@@ -194,7 +250,14 @@ def atrous_conv(x_BxHxWxC, kernel, rate=1, stride=1, impl='dilation'):
 
 
 class AtrousConv(nn.Module):
-  """2-D convolution with `rate` (dilation), NHWC, 'same' padding."""
+  """2-D convolution with `rate` (dilation), NHWC, 'same' padding.
+
+  With `depthwise`, each channel has its own k x k filter: `kernel`
+  (k, k, 1, C) and `features` == C; PyTorch's `Conv2d(C, C, k, groups=C,
+  dilation=rate, padding=rate * (k - 1) // 2)` (its weight (C, 1, k, k):
+  kernel = weight.transpose(2, 3, 1, 0)); TensorFlow's depthwise_weights
+  (k, k, C, 1): kernel = w.reshape(k, k, 1, C).
+  """
   features: int
   kernel_size: int = 3
   rate: int = 1
@@ -204,19 +267,47 @@ class AtrousConv(nn.Module):
   dtype: Any = jnp.float32
   kernel_init: Any = nn.initializers.he_normal()
   bias_init: Any = nn.initializers.zeros
+  depthwise: bool = False  # Per-channel filters: kernel (k, k, 1, C), features == C.
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
+    if self.depthwise and self.features != x_BxHxWxC.shape[-1]:
+      raise ValueError(f'a depthwise conv keeps the {x_BxHxWxC.shape[-1]} channels; '
+                       f'features {self.features} differs')
     if self.impl not in IMPLEMENTATIONS:
       raise ValueError(f'atrous impl {self.impl!r} is not one of {IMPLEMENTATIONS}')
     if self.stride > 1 and self.rate > 1:
       raise ValueError('atrous conv with both stride and rate > 1 is not supported')
     k = self.kernel_size
-    kernel = self.param('kernel', self.kernel_init,
-                        (k, k, x_BxHxWxC.shape[-1], self.features), jnp.float32)
+    kernel_in = 1 if self.depthwise else x_BxHxWxC.shape[-1]
+    kernel = self.param('kernel', self.kernel_init, (k, k, kernel_in, self.features),
+                        jnp.float32)
     y = atrous_conv(x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype),
                     self.rate, self.stride, self.impl)
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)
     return y
+
+
+class SeparableConv(nn.Module):
+  """Depthwise-separable conv: `depthwise` (k x k at `rate`, per channel) then
+  `pointwise` (1x1 to `features`), no normalisation or activation between
+  (tf.nn.separable_conv2d's form; layers.SeparableConvBN is v3+'s split form).
+  Parameters `depthwise/kernel` (k, k, 1, C), `pointwise/{kernel, bias}`
+  (1, 1, C, features), (features,)."""
+  features: int
+  kernel_size: int = 3
+  rate: int = 1
+  stride: int = 1
+  use_bias: bool = True
+  impl: str = 'dilation'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC):
+    y = AtrousConv(x_BxHxWxC.shape[-1], self.kernel_size, self.rate, self.stride,
+                   use_bias=False, impl=self.impl, dtype=self.dtype, depthwise=True,
+                   name='depthwise')(x_BxHxWxC)
+    return AtrousConv(self.features, 1, use_bias=self.use_bias, impl=self.impl,
+                      dtype=self.dtype, name='pointwise')(y)

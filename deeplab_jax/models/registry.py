@@ -38,7 +38,10 @@ _BUILT_IN = {
     'backbone': {'small': 'deeplab_jax.models.small',
                  'vgg16': 'deeplab_jax.models.vgg',
                  'resnet': 'deeplab_jax.models.resnet'},
-    'head': {'aspp': 'deeplab_jax.models.aspp'},
+    'head': {'aspp': 'deeplab_jax.models.aspp',
+             # DeepLab v3 / v3+ (issue 18, i18-v3).
+             'aspp_v3': 'deeplab_jax.models.aspp_v3',
+             'deeplabv3plus': 'deeplab_jax.models.decoder'},
 }
 # i18-tv: torchvision's FCNHead (its fcn_resnet50 / fcn_resnet101).
 _BUILT_IN['head']['fcn_head'] = 'deeplab_jax.models.fcn_head'

@@ -1,0 +1,27 @@
+"""DeepLab v3+ (ASPP with image pooling + the stride-4 decoder) on the built-in shapes dataset.
+
+    python train.py --config configs/shapes_deeplabv3plus.py --workdir runs/shapes_v3plus
+    python evaluate.py --config configs/shapes_deeplabv3plus.py --workdir runs/shapes_v3plus
+
+The CPU demo of the v3+ family, as configs/shapes.py is v2's: the same small
+trunk (models/small.py; stage2 is its stride-4 map, out its stride-8 one), data,
+crops and optimiser, with the head replaced by v3+'s (models/decoder.py):
+ASPP rates (2, 4, 8) with image pooling at output stride 8, 64 wide, the
+decoder's 1x1 reduction of stage2 to 16 and two 3x3 convs of 64, scores at
+stride 4. Measured: 12.5-15 training images/s on a 2-core CPU shared with
+other jobs (a 40-step run, `--config.num_train_steps=40`), so the 1,400 steps
+take about 13 minutes there; val mIoU not measured yet (the comparison
+command's table, issue 18, will give it).
+`configs/tiny.py:shapes_deeplabv3plus` is the same pipeline shrunk for tests.
+"""
+
+from configs import parts
+from configs import shapes
+
+
+def get_config():
+  config = shapes.get_config()
+  config.model.head = parts.deeplabv3plus(
+      rates=(2, 4, 8), width=64, dropout=0.1, low_level_width=16, decoder_width=64,
+      reads=('stage2', 'out'))  # small's stride-4 and stride-8 maps.
+  return config
