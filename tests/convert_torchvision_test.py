@@ -102,3 +102,17 @@ def test_another_depth_names_what_does_not_fit(fcn50):
   config.model.backbone.depth = 101
   with pytest.raises(UserError, match=r'missing from the file(.|\n)*backbone\.layer3\.6\.conv1'):
     convert.read(path, config)
+
+
+def test_deeplabv3_resnet50_logits_equal_torchvision(images, tmp_path):
+  from configs import voc_deeplabv3_resnet50  # pylint: disable=import-outside-toplevel
+  net = _randomise(segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None,
+                                                   num_classes=21, aux_loss=True), 3)
+  path = str(tmp_path / 'deeplabv3_resnet50_coco-cd0a2569.pth')
+  torch.save(net.state_dict(), path)
+  config = voc_deeplabv3_resnet50.get_config()
+  variables = convert.from_file(path, config)
+  logits = jax.jit(lambda v, x: models.build(config).apply(v, x, train=False))(variables, images)
+  ours = np.asarray(resize_bilinear(logits, SIZE, align_corners=False))
+  theirs = _torch_out(net, config, images)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())

@@ -30,6 +30,21 @@ _HEADS = {'fcn_head': {'conv3x3/conv': 'classifier.0', 'conv3x3/bn': 'classifier
                        'classifier': 'classifier.4'}}
 
 
+def _aspp_v3(head):
+  """DeepLabHead (segmentation/deeplabv3.py): classifier.0 is the ASPP (convs.0
+  the 1x1, convs.1..n the atrous branches, convs.n+1 the pooling branch after
+  its AdaptiveAvgPool2d, project), classifier.{1,2} the extra 3x3, 4 the scores."""
+  n = len(tuple(head.get('rates', (12, 24, 36))))
+  table = {f'branch{i}/{m}': f'classifier.0.convs.{i}.{j}'
+           for i in range(n + 1) for j, m in enumerate(('conv', 'bn'))}
+  table.update({'pool/conv': f'classifier.0.convs.{n + 1}.1',
+                'pool/bn': f'classifier.0.convs.{n + 1}.2',
+                'project/conv': 'classifier.0.project.0', 'project/bn': 'classifier.0.project.1',
+                'conv3x3/conv': 'classifier.1', 'conv3x3/bn': 'classifier.2',
+                'classifier': 'classifier.4'})
+  return table
+
+
 def is_torchvision(state) -> bool:
   """Whether a state_dict has torchvision's segmentation or ResNet keys."""
   keys = set(state)
@@ -67,7 +82,8 @@ def expected_keys(config, source: str) -> tuple[dict, frozenset]:
         'model.backbone.name resnet with stride_in_1x1=False (configs/parts.py '
         'torchvision_resnet; configs/voc_fcn_resnet50.py), not '
         f'{models.describe(config.model)}')
-  head_map = _HEADS.get(config.model.head.name)
+  head_map = (_aspp_v3(config.model.head) if config.model.head.name == 'aspp_v3'
+              else _HEADS.get(config.model.head.name))
   if source == SEGMENTATION and head_map is None:
     raise UserError(f'model.head.name {config.model.head.name!r} has no torchvision '
                     f'counterpart; one of {sorted(_HEADS)}')
