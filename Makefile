@@ -7,14 +7,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_WORKDIR ?= runs/shapes
+# torchvision, the tests' reference for its models: the release for pyproject's
+# torch==2.13.0, without its dependencies (its compiled ops need CUDA libraries;
+# deeplab_jax/testing/torchvision_models.py loads its model code without them).
+TORCHVISION := torchvision==0.28.0
 
 .PHONY: demo test install clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(TORCHVISION)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -49,6 +49,7 @@ from deeplab_jax import variables_tree
 from deeplab_jax.convert import caffe
 from deeplab_jax.convert.caffe import fcn as caffe_fcn  # FCN releases (issue 18).
 from deeplab_jax.convert import pytorch
+from deeplab_jax.convert import torchvision
 from deeplab_jax.convert.converted import Converted, convention_differences
 from deeplab_jax.errors import UserError
 from deeplab_jax.models import crf_layer
@@ -185,7 +186,10 @@ def read(path: str, config, keep_init_classifier: bool = False) -> Converted:
   if fmt == CAFFE:
     return caffe.convert(caffe.read_caffemodel(path), config, source=path,
                          keep_init_classifier=keep_init_classifier)
-  return pytorch.convert(pytorch.read_state_dict(path), config)
+  state = pytorch.read_state_dict(path)
+  if torchvision.is_torchvision(state):  # i18-tv: torchvision's ResNets and segmentation models.
+    return torchvision.convert(state, config)
+  return pytorch.convert(state, config)
 
 
 def from_file(path: str, config, reinit_classifier: bool = False,
