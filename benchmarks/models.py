@@ -108,7 +108,7 @@ def _deeplab_twin(config, variables=None):
   elif m.backbone.name == 'vgg16':
     net = torch_deeplab.VGGHead(classes, tuple(m.head.rates), m.head.kernel_size,
                                 tuple(m.head.hidden), m.backbone.get('pool5a', False), m.backbone.get('base_width', 64),
-                                m.dropout)
+                                m.head.dropout)  # Issue 17 moved it into the head section.
   else:
     raise ValueError(f'no PyTorch twin for trunk {m.backbone.name!r}')
   if variables is not None:
