@@ -62,7 +62,6 @@ def compare(output, families=None, steps=None, tiny=False, data_dir=None, timed_
             num_images=4, command=''):
   """Runs every family (config names; None: FAMILIES) and writes the table
   and the picture into `output`; returns the rows."""
-  from benchmarks import compare_report  # pylint: disable=import-outside-toplevel
   from benchmarks import compare_run  # pylint: disable=import-outside-toplevel
   names = dict((config, family) for family, config in FAMILIES)
   configs = list(families) if families else [config for _, config in FAMILIES]
@@ -76,6 +75,15 @@ def compare(output, families=None, steps=None, tiny=False, data_dir=None, timed_
     row, predictions[family] = compare_run.run_family(
         family, config_name, config, os.path.join(output, config_name), timed_steps, num_images)
     rows.append(row)
+    # After each family, so that a stopped comparison keeps the rows it has.
+    _write(output, rows, predictions, config, command, tiny)
+  from benchmarks import compare_report  # pylint: disable=import-outside-toplevel
+  print(compare_report.markdown(rows))
+  return rows
+
+
+def _write(output, rows, predictions, config, command, tiny):
+  from benchmarks import compare_report  # pylint: disable=import-outside-toplevel
   notes = NOTES + (('--tiny: configs/tiny.py\'s shrunk configs; the numbers mean nothing.',)
                    if tiny else ())
   compare_report.write_table(rows, output, command, notes)
@@ -83,8 +91,6 @@ def compare(output, families=None, steps=None, tiny=False, data_dir=None, timed_
   compare_report.write_picture(os.path.join(output, 'compare.png'), list(first), first,
                                predictions, config.dataset.class_names,
                                {row['family']: row['config'] for row in rows})
-  print(compare_report.markdown(rows))
-  return rows
 
 
 def main(argv):
