@@ -16,6 +16,13 @@ the same shapes and each JAX line gets `torch_ms` and `ratio` (JAX / PyTorch;
 below 1 = JAX faster). --torch_device=cuda runs it on the GPU, under
 torch.autocast(bfloat16) when the config's dtype is bfloat16. Results in
 benchmarks/README.md.
+
+    python -m benchmarks.models --families voc_aspp,voc_largefov --forward_batches 1 \
+        --train_batch 2 [--tiny]
+
+times each FAMILIES row (config name, PyTorch twin builder; a new family is
+one line) at its config's crop, JAX and PyTorch side by side, and prints one
+Markdown table: JAX / PyTorch ms (ratio) per measurement.
 """
 
 from __future__ import annotations
@@ -89,12 +96,9 @@ def time_jax_train_step(config, batch, steps):
 
 # -------------------------------------------------------------- PyTorch ----
 
-def torch_model(config, variables=None):
-  """The PyTorch twin of `config.model` (ResNet or VGG trunks).
-
-  With flax `variables`, the twin gets the same weights (same numbers, so
-  neither side meets different value ranges).
-  """
+def _deeplab_twin(config, variables=None):
+  """DeepLab v1/v2 in PyTorch (deeplab_jax/testing/torch_deeplab.py: ResNet or
+  VGG trunks, the ASPP / LargeFOV head, MSC), with `variables`' weights."""
   from deeplab_jax.testing import torch_deeplab  # pylint: disable=import-outside-toplevel
   m = config.model
   classes = config.dataset.num_classes
@@ -104,7 +108,7 @@ def torch_model(config, variables=None):
   elif m.backbone.name == 'vgg16':
     net = torch_deeplab.VGGHead(classes, tuple(m.head.rates), m.head.kernel_size,
                                 tuple(m.head.hidden), m.backbone.get('pool5a', False), m.backbone.get('base_width', 64),
-                                m.dropout)
+                                m.head.dropout)  # Issue 17 moved it into the head section.
   else:
     raise ValueError(f'no PyTorch twin for trunk {m.backbone.name!r}')
   if variables is not None:
@@ -114,14 +118,80 @@ def torch_model(config, variables=None):
   return net
 
 
-def time_torch(config, mode, batch, steps, device='cpu'):
+# One row per model family: (configs/<name>.py, its PyTorch twin: a function
+# (config, flax variables or None) -> torch.nn.Module computing the same
+# logits, with those weights when given). A new family is one line here.
+FAMILIES = (
+    ('voc_aspp', _deeplab_twin),
+    ('voc_largefov', _deeplab_twin),
+)
+
+
+def _parts(config):
+  return config.model.backbone.name, config.model.head.name
+
+
+def twin_for(config):
+  """The twin of the FAMILIES row whose config has `config`'s backbone and head."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  for name, twin in FAMILIES:
+    if _parts(importlib.import_module(f'configs.{name}').get_config()) == _parts(config):
+      return twin
+  raise ValueError(f'no PyTorch twin for backbone / head {_parts(config)}; add the '
+                   'family to benchmarks/models.py FAMILIES')
+
+
+def torch_model(config, variables=None, twin=None):
+  """The PyTorch twin of `config.model` (`twin`, default: `twin_for(config)`).
+
+  With flax `variables`, the twin gets the same weights (same numbers, so
+  neither side meets different value ranges).
+  """
+  return (twin or twin_for(config))(config, variables)
+
+
+def family_rows(names, plan, steps, tiny=False, device='cpu'):
+  """Yields, per family of FAMILIES in `names`, a row: JAX and PyTorch ms of
+  each (mode, batch) of `plan` at the config's crop (configs/tiny.py's with `tiny`)."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  twins = dict(FAMILIES)
+  for name in names:
+    if tiny:
+      from configs import tiny as tiny_configs  # pylint: disable=import-outside-toplevel
+      config = tiny_configs.get_config(name)
+    else:
+      config = importlib.import_module(f'configs.{name}').get_config()
+    row = {'family': name, 'crop': config.input.crop_size}
+    for mode, batch in plan:
+      fn = time_jax_forward if mode == 'forward' else time_jax_train_step
+      jax_line = fn(config, batch, steps)
+      torch_line = time_torch(config, mode, batch, steps, device, twin=twins[name])
+      row[f'{mode}_b{batch}'] = {'jax_ms': jax_line['ms'], 'torch_ms': torch_line['ms'],
+                                 'ratio': round(jax_line['ms'] / torch_line['ms'], 3),
+                                 'gflop_per_image': jax_line.get('gflop_per_image')}
+    yield row
+
+
+def family_markdown(rows, plan):
+  """The family rows as a Markdown table: JAX / PyTorch ms (ratio) per measurement."""
+  head = [f'{mode} batch {batch}' for mode, batch in plan]
+  lines = ['| family | crop | ' + ' | '.join(head) + ' |', '|' + '---|' * (2 + len(head))]
+  for row in rows:
+    cells = [f'{m["jax_ms"]:,} / {m["torch_ms"]:,} ms ({m["ratio"]})'
+             for m in (row[f'{mode}_b{batch}'] for mode, batch in plan)]
+    lines.append(f'| `{row["family"]}` | {row["crop"]} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def time_torch(config, mode, batch, steps, device='cpu', twin=None):
   """PyTorch twin's ms at `batch` on `device` ('cpu' or 'cuda'); on CUDA with
-  a bfloat16 config, under torch.autocast(bfloat16), like the JAX side."""
+  a bfloat16 config, under torch.autocast(bfloat16), like the JAX side.
+  `twin`: a FAMILIES row's builder (default: `twin_for(config)`)."""
   import torch  # pylint: disable=import-outside-toplevel
   import torch.nn.functional as F  # pylint: disable=import-outside-toplevel
   images, labels = timing.random_batch(config, batch)
   variables = _init_variables(models.build(config), images)
-  net = torch_model(config, jax.device_get(variables)).to(device)
+  net = torch_model(config, jax.device_get(variables), twin).to(device)
   x = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32)).to(device)
   y = torch.from_numpy(labels.astype(np.int64)).to(device)
   sync, autocast = None, contextlib.nullcontext
@@ -171,6 +241,15 @@ def main(argv):
   plan = [('forward', int(b)) for b in f.forward_batches]
   if f.train_batch:
     plan.append(('train_step', f.train_batch))
+  if f.families:
+    rows = []
+    for row in family_rows(f.families, plan, f.steps, f.tiny, f.torch_device):
+      rows.append(row)
+      _emit(row)
+    print(family_markdown(rows, plan))
+    return
+  if base is None:
+    raise app.UsageError('--config or --families is required')
   jax_lines = []
   for impl in f.impls:  # JAX first: PyTorch's idle OpenMP threads spin a while.
     config = base.copy_and_resolve_references()
@@ -200,6 +279,9 @@ def _emit(line):
 def define_flags():
   """Command-line flags (defined only when run as a script, so tests can import)."""
   config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
+  flags.DEFINE_list('families', [], 'FAMILIES rows to time against PyTorch, one table '
+                    '(instead of --config; --impls is then the configs\' own).')
+  flags.DEFINE_bool('tiny', False, '--families: configs/tiny.py\'s shrunk configs.')
   flags.DEFINE_list('impls', ['auto'], 'Atrous implementations to time.')
   flags.DEFINE_list('forward_batches', ['1', '4'], 'Forward batch sizes (empty: none).')
   flags.DEFINE_integer('train_batch', 2, 'Train-step batch (0: skip).')
@@ -207,7 +289,6 @@ def define_flags():
   flags.DEFINE_bool('torch', False, 'Also time the PyTorch network.')
   flags.DEFINE_enum('torch_device', 'cpu', ['cpu', 'cuda'], 'Where PyTorch runs.')
   flags.DEFINE_string('json_out', None, 'Also append the lines here.')
-  flags.mark_flags_as_required(['config'])
 
 
 if __name__ == '__main__':
