@@ -6,8 +6,8 @@ The README's Quick start runs this (`make demo`):
     python evaluate.py --config configs/shapes.py --workdir runs/shapes
 
 Expected on a 2-core CPU (no accelerator): about 6 minutes of training
-(1,400 steps of 8 crops at ~30 images/s), then val mIoU 0.926 (seed 1; 0.946
-with --crf), written to runs/shapes/metrics.json. Training is somewhat
+(1,400 steps of 8 crops at ~30 images/s), then val mIoU 0.914 (seed 1; 0.943
+with --crf; measured 2026-12-02, benchmarks/README.md), written to runs/shapes/metrics.json. Training is somewhat
 seed-sensitive: the loss sits on a plateau (~0.8, shapes not yet told apart)
 for a while; seeds 0 and 2 gave 0.851 and 0.908 after 1,400 steps.
 `configs/tiny.py:shapes` is the same pipeline shrunk for tests (seconds,

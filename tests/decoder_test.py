@@ -9,7 +9,6 @@ scores 17 x 25); the v3 ASPP's parameters under the same names as aspp_v3's.
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
