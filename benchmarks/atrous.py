@@ -4,12 +4,14 @@
     python -m benchmarks.atrous --shapes=4x41x41x2048x21r24 --torch=false
     python -m benchmarks.atrous --kind=depthwise     # v3+'s depthwise 3x3s
     python -m benchmarks.atrous --kind=transposed    # FCN's / U-Net's upsamplings
+    python -m benchmarks.atrous --kind=transposed --impls=subpixel,lhs_dilation
 
 --kind=depthwise: the same shapes with a (3, 3, 1, CIN) depthwise kernel (COUT
 is ignored), against PyTorch's conv2d with groups=CIN. --kind=transposed:
 shapes BxHxWxCINxCOUTsSTRIDE, a kernel 2 * STRIDE transposed conv
-(models/transposed.py, lhs dilation; --impls is ignored) against PyTorch's
-conv_transpose2d.
+(models/transposed.py) per implementation in --impls that is one of
+transposed.IMPLEMENTATIONS (default, or none named: lhs_dilation, subpixel,
+subpixel_matmul) against PyTorch's conv_transpose2d.
 
 Shapes are BxHxWxCINxCOUTrRATE (3x3 kernel, stride 1, 'same' padding). For
 each: median ms of the jitted forward and of the gradient (input and kernel,
@@ -77,10 +79,11 @@ def time_shape(shape, impls, steps, with_torch, dtype='float32', torch_device='c
   line = {'shape': f'{b}x{h}x{w}x{c}x{o}{letter}{rate}', 'kind': kind,
           'gflop': round(flops / 1e9, 3), 'dtype': dtype, 'device': timing.device_name()}
   if kind == 'transposed':
-    impls = ('lhs_dilation',)
+    impls = ([i for i in impls if i in transposed.IMPLEMENTATIONS]
+             or [i for i in transposed.IMPLEMENTATIONS if i != 'auto'])
   for impl in impls:
     if kind == 'transposed':
-      op = lambda x, k, impl=impl: transposed.conv_transpose(x, k, rate)
+      op = lambda x, k, impl=impl: transposed.conv_transpose(x, k, rate, impl=impl)
     else:
       op = lambda x, k, impl=impl: atrous.atrous_conv(x, k, rate, 1, impl)
     forward = jax.jit(op)

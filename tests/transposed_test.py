@@ -21,7 +21,8 @@ CASES = [(2, 5, 7, 3, 4, 4, 2, 0, 0), (1, 3, 4, 2, 3, 16, 8, 0, 0),
          (1, 6, 7, 3, 2, 3, 2, 1, 1), (1, 5, 6, 2, 3, 8, 4, 2, 3),
          (1, 5, 3, 2, 2, 3, 4, 3, 2), (1, 3, 5, 2, 2, 16, 16, 4, 0)]
 
-_conv_transpose = jax.jit(transposed.conv_transpose, static_argnums=(2, 3, 4))
+_conv_transpose = jax.jit(transposed.conv_transpose, static_argnums=(2, 3, 4, 5))
+IMPLS = transposed.IMPLEMENTATIONS
 
 
 def _torch_layer(kernel, bias, stride, padding, output_padding):
@@ -47,25 +48,28 @@ def _case_arrays(case):
   return x, kernel
 
 
+@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('case', CASES, ids=str)
-def test_matches_pytorch_conv_transpose(case):
+def test_matches_pytorch_conv_transpose(case, impl):
   b, h, w, _, cout, k, s, p, op = case
   x, kernel = _case_arrays(case)
   expected = _torch_layer(kernel, None, s, p, op)(_nchw(x)).detach().numpy()
   expected = expected.transpose(0, 2, 3, 1)
   size = (transposed.output_size(h, k, s, p, op), transposed.output_size(w, k, s, p, op))
   assert expected.shape == (b, *size, cout)
-  got = np.asarray(_conv_transpose(x, kernel, s, p, op))
+  got = np.asarray(_conv_transpose(x, kernel, s, p, op, impl))
   assert got.shape == expected.shape
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize('case', [CASES[0], CASES[3], CASES[6], CASES[8]], ids=str)
-def test_gradients_match_pytorch_autograd(case):
+@pytest.mark.parametrize('impl', IMPLS)
+@pytest.mark.parametrize('case', [CASES[0], CASES[3], CASES[6], CASES[7], CASES[8],
+                                  CASES[9]], ids=str)
+def test_gradients_match_pytorch_autograd(case, impl):
   _, _, _, _, cout, _, s, p, op = case
   x, kernel = _case_arrays(case)
   bias = np.linspace(-1, 1, cout).astype(np.float32)
-  module = transposed.ConvTranspose(cout, kernel.shape[0], s, p, op)
+  module = transposed.ConvTranspose(cout, kernel.shape[0], s, p, op, impl=impl)
   params = {'params': {'kernel': jnp.asarray(kernel), 'bias': jnp.asarray(bias)}}
 
   def loss(params, x):  # A loss whose gradient varies per pixel.
@@ -84,6 +88,17 @@ def test_gradients_match_pytorch_autograd(case):
     assert np.isfinite(have).all(), name
     np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(),
                                err_msg=name)
+
+
+def test_auto_resolves_per_backend_and_unknown_impl_raises():
+  assert transposed.resolve_impl('auto', 'cpu') == 'subpixel'
+  assert transposed.resolve_impl('auto', 'gpu') == 'lhs_dilation'
+  assert transposed.resolve_impl('subpixel_matmul', 'gpu') == 'subpixel_matmul'
+  with pytest.raises(ValueError, match='not one of'):
+    transposed.resolve_impl('dilation')
+  x = jnp.ones((1, 3, 3, 2))
+  with pytest.raises(ValueError, match='not one of'):
+    transposed.ConvTranspose(2, 4, 2, impl='taps').init(jax.random.key(0), x)
 
 
 def test_bilinear_filter_is_caffes_filler():
@@ -146,5 +161,5 @@ def test_benchmark_times_transposed_against_pytorch():
   line = atrous_benchmark.time_shape(atrous_benchmark.parse_shape('1x5x6x3x2s2', 's'), [],
                                      steps=1, with_torch=True, kind='transposed')
   assert line['kind'] == 'transposed' and line['shape'] == '1x5x6x3x2s2'
-  for name in ('lhs_dilation', 'torch'):
+  for name in ('lhs_dilation', 'subpixel', 'subpixel_matmul', 'torch'):
     assert line[name]['forward_ms'] > 0 and line[name]['grad_ms'] > 0

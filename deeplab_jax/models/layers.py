@@ -63,7 +63,7 @@ class Layers:
     return ConvBN(features, kernel_size, layers=self, **kwargs)
 
   def conv_transpose(self, features, kernel_size, stride=1, **kwargs) -> ConvTranspose:
-    """A `ConvTranspose` (padding, output_padding, use_bias, kernel_init, name
+    """A `ConvTranspose` (padding, output_padding, use_bias, impl, kernel_init, name
     as there): PyTorch's ConvTranspose2d, in these layers' dtype."""
     return ConvTranspose(features, kernel_size, stride=stride, dtype=self.dtype, **kwargs)
 
