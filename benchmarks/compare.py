@@ -41,6 +41,8 @@ from deeplab_jax import xla_flags
 FAMILIES = (
     ('DeepLab v2 ASPP-S', 'shapes'),
     ('DeepLab LargeFOV', 'shapes_largefov'),
+    ('DeepLab v3+', 'shapes_deeplabv3plus'),
+    ('FCN-8s', 'shapes_fcn8s'),
 )
 DEFAULT_STEPS = 1400  # configs/shapes.py's num_train_steps.
 

@@ -23,6 +23,7 @@ from deeplab_jax.data.shapes_render import CLASS_NAMES
 BACKBONES = {
     'small': dict(widths=(4, 8, 8), atrous_widths=(8,), atrous_rates=(2,)),
     'vgg16': dict(base_width=8),
+    'vgg16_fcn': dict(base_width=8, fc_width=16),  # FCN: VGG / 8, fc6 / fc7 16 wide.
     'resnet': dict(depth=14, base_width=8,
                multi_grid=()),  # One block in layer5: v3's (1, 2, 4) cannot apply.
 }
@@ -57,9 +58,9 @@ HEADS = {
     'aspp': _shrink_aspp,
     'aspp_v3': _shrink_aspp_v3,
     'deeplabv3plus': _shrink_deeplabv3plus,
+    'fcn': lambda head, backbone: None,  # FCN's score layers have no widths of their own.
+    'fcn_head': lambda head, backbone: None,  # torchvision's FCNHead: input width / 4.
 }
-# i18-tv: torchvision's FCNHead reads ResNet's last map (width 256 at base_width 8).
-HEADS['fcn_head'] = lambda head, backbone: None  # Its width follows the input (/ 4).
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {
     'voc_aspp': {'input.scales': (0.75, 1.0, 1.25)},  # Random scales small crops survive.
@@ -133,7 +134,3 @@ def override(section, **fields):
     target[last] = value
   return section
 
-
-# FCN (issue 18): VGG widths / 8, fc6 / fc7 16 wide; the head has no widths.
-BACKBONES['vgg16_fcn'] = dict(base_width=8, fc_width=16)
-HEADS['fcn'] = lambda head, backbone: None
