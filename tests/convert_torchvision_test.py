@@ -116,3 +116,28 @@ def test_deeplabv3_resnet50_logits_equal_torchvision(images, tmp_path):
   ours = np.asarray(resize_bilinear(logits, SIZE, align_corners=False))
   theirs = _torch_out(net, config, images)
   np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
+
+
+def test_a_run_starts_from_the_converted_imagenet_resnet(data_dir, tmp_path):
+  """`--config.init_from` reads the converted ImageNet backbone: a run of
+  the torchvision FCN (full ResNet-50 trunk, the rest tiny) whose first
+  step has learning rate 0 holds the file's trunk weights."""
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
+  net = _randomise(tv_resnet.resnet50(weights=None), 4)
+  path = str(tmp_path / 'resnet50-0676ba61.pth')
+  torch.save(net.state_dict(), path)
+  config = tiny.get_config('voc_fcn_resnet50')
+  tiny.override(config.model, backbone=voc_fcn_resnet50.get_config().model.backbone)
+  config.dataset.data_dir = data_dir
+  output = str(tmp_path / 'weights')
+  record = convert.convert_to_workdir(path, config, output)
+  assert record['initialised_afresh']
+  config.init_from = output
+  config.num_train_steps = 1
+  config.optim.base_lr = 0.0
+  state = jax.device_get(train_lib.train_and_evaluate(config, str(tmp_path / 'run')))
+  assert int(state.step) == 1
+  np.testing.assert_array_equal(
+      state.params['trunk']['layer5']['block3']['increase']['conv']['kernel'],
+      net.layer4[2].conv3.weight.detach().numpy().transpose(2, 3, 1, 0))
