@@ -25,6 +25,7 @@ BACKBONES = {
     'vgg16': dict(base_width=8),
     'resnet': dict(depth=14, base_width=8),
 }
+BACKBONES['unet_encoder'] = dict(depth=2, base_width=4)  # 32 px crops: strides 1, 2, 4.
 
 
 def _shrink_aspp(head, backbone):
@@ -39,6 +40,14 @@ def _shrink_aspp(head, backbone):
 HEADS = {
     'aspp': _shrink_aspp,
 }
+
+
+def _shrink_unet_decoder(head, backbone):
+  del backbone
+  head.depth = BACKBONES['unet_encoder']['depth']  # As its encoder's.
+
+
+HEADS['unet_decoder'] = _shrink_unet_decoder
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {
     'voc_aspp': {'input.scales': (0.75, 1.0, 1.25)},  # Random scales small crops survive.

@@ -40,6 +40,9 @@ _BUILT_IN = {
                  'resnet': 'deeplab_jax.models.resnet'},
     'head': {'aspp': 'deeplab_jax.models.aspp'},
 }
+# U-Net's contracting and expanding paths (models/unet.py).
+_BUILT_IN['backbone']['unet_encoder'] = 'deeplab_jax.models.unet'
+_BUILT_IN['head']['unet_decoder'] = 'deeplab_jax.models.unet'
 _REGISTRY: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
 
 
