@@ -26,6 +26,7 @@ BACKBONES = {
     'resnet': dict(depth=14, base_width=8,
                multi_grid=()),  # One block in layer5: v3's (1, 2, 4) cannot apply.
 }
+BACKBONES['unet_encoder'] = dict(depth=2, base_width=4)  # 32 px crops: strides 1, 2, 4.
 
 
 def _shrink_aspp(head, backbone):
@@ -60,6 +61,15 @@ HEADS = {
 }
 # i18-tv: torchvision's FCNHead reads ResNet's last map (width 256 at base_width 8).
 HEADS['fcn_head'] = lambda head, backbone: None  # Its width follows the input (/ 4).
+
+
+
+def _shrink_unet_decoder(head, backbone):
+  del backbone
+  head.depth = BACKBONES['unet_encoder']['depth']  # As its encoder's.
+
+
+HEADS['unet_decoder'] = _shrink_unet_decoder
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {
     'voc_aspp': {'input.scales': (0.75, 1.0, 1.25)},  # Random scales small crops survive.

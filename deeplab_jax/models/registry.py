@@ -45,6 +45,9 @@ _BUILT_IN = {
              'fcn': 'deeplab_jax.models.fcn',  # FCN-32s / 16s / 8s.
              'fcn_head': 'deeplab_jax.models.fcn_head'},  # torchvision's FCNHead.
 }
+# U-Net's contracting and expanding paths (models/unet.py).
+_BUILT_IN['backbone']['unet_encoder'] = 'deeplab_jax.models.unet'
+_BUILT_IN['head']['unet_decoder'] = 'deeplab_jax.models.unet'
 _REGISTRY: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}
 
 
