@@ -18,7 +18,7 @@ torch.autocast(bfloat16) when the config's dtype is bfloat16. Results in
 benchmarks/README.md.
 
     python -m benchmarks.models --families voc_aspp,voc_largefov --forward_batches 1 \
-        --train_batch 2 [--tiny]
+        --train_batch 2 [--tiny] [--crop_size 129]
 
 times each FAMILIES row (config name, PyTorch twin builder; a new family is
 one line) at its config's crop, JAX and PyTorch side by side, and prints one
@@ -52,7 +52,7 @@ def _init_variables(model, images):
 def _record(config, framework, mode, batch, seconds, flops=None, compile_s=None,
             num_devices=1):
   out = {'framework': framework, 'mode': mode, 'trunk': config.model.backbone.name,
-         'head_rates': list(config.model.head.rates),
+         'head_rates': list(config.model.head.get('rates', ())),
          'input_scales': list(config.model.input_scales),
          'impl': config.model.atrous_impl if framework == 'jax' else 'torch',
          'dtype': config.model.dtype, 'batch': batch,
@@ -374,9 +374,10 @@ def torch_model(config, variables=None, twin=None):
   return (twin or twin_for(config))(config, variables)
 
 
-def family_rows(names, plan, steps, tiny=False, device='cpu'):
+def family_rows(names, plan, steps, tiny=False, device='cpu', crop_size=0):
   """Yields, per family of FAMILIES in `names`, a row: JAX and PyTorch ms of
-  each (mode, batch) of `plan` at the config's crop (configs/tiny.py's with `tiny`)."""
+  each (mode, batch) of `plan` at the config's crop (configs/tiny.py's with
+  `tiny`; `crop_size` > 0 instead: the same crop for every family)."""
   import importlib  # pylint: disable=import-outside-toplevel
   twins = dict(FAMILIES)
   for name in names:
@@ -385,6 +386,8 @@ def family_rows(names, plan, steps, tiny=False, device='cpu'):
       config = tiny_configs.get_config(name)
     else:
       config = importlib.import_module(f'configs.{name}').get_config()
+    if crop_size:
+      config.input.crop_size = crop_size
     row = {'family': name, 'crop': config.input.crop_size}
     for mode, batch in plan:
       fn = time_jax_forward if mode == 'forward' else time_jax_train_step
@@ -467,7 +470,8 @@ def main(argv):
     plan.append(('train_step', f.train_batch))
   if f.families:
     rows = []
-    for row in family_rows(f.families, plan, f.steps, f.tiny, f.torch_device):
+    for row in family_rows(f.families, plan, f.steps, f.tiny, f.torch_device,
+                           f.crop_size):
       rows.append(row)
       _emit(row)
     print(family_markdown(rows, plan))
@@ -505,6 +509,8 @@ def define_flags():
   config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
   flags.DEFINE_list('families', [], 'FAMILIES rows to time against PyTorch, one table '
                     '(instead of --config; --impls is then the configs\' own).')
+  flags.DEFINE_integer('crop_size', 0, '--families: this crop for every family instead of '
+                       'each config\'s (0: the config\'s).')
   flags.DEFINE_bool('tiny', False, '--families: configs/tiny.py\'s shrunk configs.')
   flags.DEFINE_list('impls', ['auto'], 'Atrous implementations to time.')
   flags.DEFINE_list('forward_batches', ['1', '4'], 'Forward batch sizes (empty: none).')

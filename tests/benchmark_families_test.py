@@ -28,6 +28,13 @@ def test_family_rows_time_jax_against_pytorch():
   assert '| `voc_largefov` | 32 |' in models_benchmark.family_markdown(rows, plan)
 
 
+def test_family_rows_crop_override_and_a_head_without_rates():
+  plan = [('forward', 1)]
+  rows = list(models_benchmark.family_rows(['shapes_unet'], plan, steps=1, tiny=True,
+                                           crop_size=24))
+  assert rows[0]['crop'] == 24 and rows[0]['forward_b1']['torch_ms'] > 0
+
+
 # ------------------------------------------- each twin's logits are ours ----
 
 def _normalised(config, images):
