@@ -18,7 +18,7 @@ torch.autocast(bfloat16) when the config's dtype is bfloat16. Results in
 benchmarks/README.md.
 
     python -m benchmarks.models --families voc_aspp,voc_largefov --forward_batches 1 \
-        --train_batch 2 [--tiny]
+        --train_batch 2 [--tiny] [--crop_size 129]
 
 times each FAMILIES row (config name, PyTorch twin builder; a new family is
 one line) at its config's crop, JAX and PyTorch side by side, and prints one
@@ -52,7 +52,7 @@ def _init_variables(model, images):
 def _record(config, framework, mode, batch, seconds, flops=None, compile_s=None,
             num_devices=1):
   out = {'framework': framework, 'mode': mode, 'trunk': config.model.backbone.name,
-         'head_rates': list(config.model.head.rates),
+         'head_rates': list(config.model.head.get('rates', ())),
          'input_scales': list(config.model.input_scales),
          'impl': config.model.atrous_impl if framework == 'jax' else 'torch',
          'dtype': config.model.dtype, 'batch': batch,
@@ -118,17 +118,241 @@ def _deeplab_twin(config, variables=None):
   return net
 
 
+def _fcn_twin(config, variables=None):
+  """FCN-32s / 16s / 8s (8s at once) in PyTorch (deeplab_jax/testing/torch_fcn.py,
+  written from the release's net.py), with `variables`' weights (through the
+  Caffe layers tests/fcn_test.py loads). Takes the normalised NCHW input the
+  flax model's trunk sees, as the other twins; torch_fcn's forward wants RGB
+  0-255 NHWC and subtracts its BGR mean itself, so the wrapper adds it back."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import fake_fcn_caffe  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torch_fcn  # pylint: disable=import-outside-toplevel
+  m = config.model
+  skips, scales = tuple(m.head.skips), tuple(m.head.get('skip_scales', ()))
+  variant = {0: '32s', 1: '16s', 2: '8s'}[len(skips)] + ('-atonce' if scales else '')
+  net = torch_fcn.FCN(variant, config.dataset.num_classes, width=m.backbone.get('base_width', 64),
+                      fc_width=m.backbone.get('fc_width', 4096))
+  if variables is not None:
+    net.load_caffe(fake_fcn_caffe.layers_from_flax(variables, config))
+  else:
+    net.set_bilinear()
+  for name, param in net.named_parameters():  # Frozen as configs/parts.py FCN_FROZEN.
+    if 'up' in name.split('.')[0] or name.startswith('scale_'):
+      param.requires_grad_(False)
+  mean = torch.tensor(torch_fcn.MEAN_BGR, dtype=torch.float32)
+
+  class FCNTwin(torch.nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.fcn = net
+
+    def forward(self, x):  # x: (B, 3, H, W) BGR minus the mean, as flax's input.
+      rgb = (x.permute(0, 2, 3, 1) + mean).flip(-1)
+      return self.fcn(rgb.detach().cpu().numpy())
+
+  return FCNTwin()
+
+
+def _torchvision_trunk(config):
+  """A ResNet in torchvision's layout (stride in the 3x3, its Bottleneck
+  blocks, torchvision module names) at `config`'s depth, width and per-block
+  rates (models/resnet.py stage_plan: output stride, multi-grid, dilation
+  style), as layer1 (stem) .. layer5, torchvision's layer1..layer4 names inside."""
+  from torch import nn  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.models import resnet  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torchvision_models  # pylint: disable=import-outside-toplevel
+  tv = torchvision_models.resnet()
+  b = config.model.backbone
+  width = b.get('base_width', 64)
+  plan = resnet.stage_plan(b.depth, b.get('output_stride', 8), tuple(b.get('multi_grid', ())),
+                           b.get('dilation_style', 'deeplab_v2'))
+
+  class Trunk(nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+      self.bn1 = nn.BatchNorm2d(width)
+      self.relu = nn.ReLU(inplace=True)
+      self.maxpool = nn.MaxPool2d(3, 2, 1, ceil_mode=b.get('stem_ceil_mode', False))
+      cin = width
+      for stage, (stride, rates) in enumerate(plan, start=1):
+        planes = width * 2 ** (stage - 1)
+        blocks = []
+        for i, rate in enumerate(rates):
+          s = stride if i == 0 else 1
+          down = None
+          if i == 0:
+            down = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, s, bias=False),
+                                 nn.BatchNorm2d(planes * 4))
+          blocks.append(tv.Bottleneck(cin, planes, s, down, dilation=rate))
+          cin = planes * 4
+        self.add_module(f'layer{stage}', nn.Sequential(*blocks))
+      self.out_channels = cin
+
+    def stages(self, x):
+      """{'layer1' (stem) .. 'layer5': map}, our trunk's stage names."""
+      maps = {'layer1': self.maxpool(self.relu(self.bn1(self.conv1(x))))}
+      for i in range(1, 5):
+        maps[f'layer{i + 1}'] = getattr(self, f'layer{i}')(maps[f'layer{i}'])
+      return maps
+
+  return Trunk()
+
+
+def _load_torchvision_trunk(trunk, variables, config):
+  """Flax `variables`' trunk into `trunk` by deeplab_jax/convert/torchvision's
+  key table (the inverse of the checkpoint converter's mapping)."""
+  from deeplab_jax.convert.torchvision import mapping  # pylint: disable=import-outside-toplevel
+  table, _ = mapping.expected_keys(config, mapping.IMAGENET)
+  _load_by_table(trunk, variables, table)
+
+
+def _load_by_table(module, variables, table, prefix=''):
+  """Copies flax `variables` into `module` by a {torch key: (flax path, shape)}
+  table (its keys under `prefix` only, the prefix dropped), transposing kernels."""
+  import torch  # pylint: disable=import-outside-toplevel
+  flat = {}
+  for collection in ('params', 'batch_stats'):
+    for path, value in jax.tree_util.tree_leaves_with_path(variables.get(collection, {})):
+      flat['/'.join([collection] + [str(getattr(k, 'key', k)) for k in path])] = value
+  state = module.state_dict()
+  for key, (path, _) in table.items():
+    if not key.startswith(prefix):
+      continue
+    name = key[len(prefix):]
+    value = np.asarray(flat[path], np.float32)
+    value = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value  # HWIO -> OIHW.
+    assert tuple(state[name].shape) == value.shape, (key, path, value.shape)
+    state[name] = torch.from_numpy(np.ascontiguousarray(value))
+  module.load_state_dict(state)
+
+
+def _torchvision_twin(config, variables=None):
+  """torchvision's fcn_resnet50 / deeplabv3_resnet50 (any depth / width):
+  torchvision's own modules (models/resnet.py's Bottleneck, segmentation's
+  FCNHead / ASPP, its FCN / DeepLabV3 wrapper, aux_classifier None) at the
+  config's widths; at base_width 64 the keys and shapes are those of
+  segmentation.fcn_resnet50(aux_loss=False) (tests/benchmark_families_test.py).
+  Returns torchvision's `out`: logits upsampled to the input size (bilinear,
+  align_corners False) inside forward, as torchvision does; ours stop at stride 8."""
+  from torch import nn  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.convert.torchvision import mapping  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torchvision_models  # pylint: disable=import-outside-toplevel
+  seg = torchvision_models.segmentation()
+  fcn_mod, v3_mod = seg.fcn, seg.deeplabv3
+  from torchvision.models import _utils  # pylint: disable=import-outside-toplevel
+  m, classes = config.model, config.dataset.num_classes
+  trunk = _torchvision_trunk(config)
+  cin = trunk.out_channels
+  if m.head.name == 'fcn_head':
+    head = fcn_mod.FCNHead(cin, classes)
+    wrapper = fcn_mod.FCN
+  elif m.head.name == 'aspp_v3' and m.head.get('extra_conv', False):
+    w = m.head.width
+    head = nn.Sequential(v3_mod.ASPP(cin, tuple(m.head.rates), w),  # DeepLabHead at width w.
+                         nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
+                         nn.ReLU(), nn.Conv2d(w, classes, 1))
+    head[0].project[3].p = m.head.dropout
+    wrapper = v3_mod.DeepLabV3
+  else:
+    raise ValueError(f'no torchvision twin for head {m.head.name!r}')
+  backbone = _utils.IntermediateLayerGetter(trunk, return_layers={'layer4': 'out'})
+  if variables is not None:
+    table, _ = mapping.expected_keys(config, mapping.SEGMENTATION)
+    _load_by_table(backbone, variables, table, 'backbone.')
+    _load_by_table(head, variables, table, 'classifier.')
+
+  class Out(nn.Module):  # torchvision returns {'out': ...}; the benchmark wants the tensor.
+
+    def __init__(self):
+      super().__init__()
+      self.net = wrapper(backbone, head, None)
+
+    def forward(self, x):
+      return self.net(x)['out']
+
+  return Out()
+
+
+def _deeplab_v3_twin(config, variables=None):
+  """DeepLab v3 / v3+ heads in PyTorch (deeplab_jax/testing/torch_deeplab_v3.py,
+  written from the papers: ASPPv3, DeepLabV3Plus, loaded by its load_flax) over
+  the config's torchvision-layout ResNet (output stride 16, multi-grid:
+  _torchvision_trunk, loaded by the converter's key table)."""
+  from torch import nn  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torch_deeplab_v3  # pylint: disable=import-outside-toplevel
+  m, classes = config.model, config.dataset.num_classes
+  trunk = _torchvision_trunk(config)
+  h = m.head
+  reads = tuple('layer5' if r == 'out' else r for r in h.reads)
+  if h.name == 'aspp_v3':
+    head = torch_deeplab_v3.ASPPv3(trunk.out_channels, classes, tuple(h.rates), h.width,
+                                   h.image_pooling, h.dropout, h.get('extra_conv', False),
+                                   h.get('separable', False))
+  elif h.name == 'deeplabv3plus':
+    low = trunk.out_channels // 2 ** (5 - int(reads[0][5:]))
+    head = torch_deeplab_v3.DeepLabV3Plus(low, trunk.out_channels, classes, tuple(h.rates),
+                                          h.width, h.image_pooling, h.dropout,
+                                          h.low_level_width, h.decoder_width,
+                                          h.align_corners, h.get('separable', False))
+  else:
+    raise ValueError(f'no DeepLab v3 twin for head {h.name!r}')
+  if variables is not None:
+    _load_torchvision_trunk(trunk, variables, config)
+    torch_deeplab_v3.load_flax(head, {c: variables[c]['head'] for c in ('params', 'batch_stats')
+                                      if 'head' in variables.get(c, {})}, head_only=True)
+
+  class V3(nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.trunk, self.head = trunk, head
+
+    def forward(self, x):
+      maps = self.trunk.stages(x)
+      return self.head(*[maps[r] for r in reads])
+
+  return V3()
+
+
+def _unet_twin(config, variables=None):
+  """U-Net in PyTorch (deeplab_jax/testing/torch_unet.py, written from the
+  paper), with `variables`' weights (its load_flax_variables)."""
+  from deeplab_jax.testing import torch_unet  # pylint: disable=import-outside-toplevel
+  m = config.model
+  net = torch_unet.TorchUNet(config.dataset.num_classes, m.backbone.depth, m.backbone.base_width,
+                             m.backbone.padding, m.batch_norm != 'none',
+                             m.backbone.get('mirror', False) and m.backbone.padding == 'valid')
+  if variables is not None:
+    torch_unet.load_flax_variables(net, variables)
+  return net
+
+
 # One row per model family: (configs/<name>.py, its PyTorch twin: a function
 # (config, flax variables or None) -> torch.nn.Module computing the same
 # logits, with those weights when given). A new family is one line here.
+# Every twin takes the normalised NCHW input (the config's channel order,
+# pixel mean and std applied), as the flax trunk sees it.
 FAMILIES = (
     ('voc_aspp', _deeplab_twin),
     ('voc_largefov', _deeplab_twin),
+    ('voc_fcn8s', _fcn_twin),
+    ('voc_deeplabv3', _deeplab_v3_twin),
+    ('voc_deeplabv3plus', _deeplab_v3_twin),
+    # torchvision's: the PyTorch side upsamples its logits to the input size inside forward.
+    ('voc_fcn_resnet50', _torchvision_twin),
+    ('voc_deeplabv3_resnet50', _torchvision_twin),
+    ('shapes_unet', _unet_twin),
 )
 
 
 def _parts(config):
-  return config.model.backbone.name, config.model.head.name
+  """What picks a config's FAMILIES row: backbone and head names, and for
+  aspp_v3 its extra 3x3 conv (torchvision's DeepLabHead has it, v3's has not)."""
+  m = config.model
+  return m.backbone.name, m.head.name, bool(m.head.get('extra_conv', False))
 
 
 def twin_for(config):
@@ -150,9 +374,10 @@ def torch_model(config, variables=None, twin=None):
   return (twin or twin_for(config))(config, variables)
 
 
-def family_rows(names, plan, steps, tiny=False, device='cpu'):
+def family_rows(names, plan, steps, tiny=False, device='cpu', crop_size=0):
   """Yields, per family of FAMILIES in `names`, a row: JAX and PyTorch ms of
-  each (mode, batch) of `plan` at the config's crop (configs/tiny.py's with `tiny`)."""
+  each (mode, batch) of `plan` at the config's crop (configs/tiny.py's with
+  `tiny`; `crop_size` > 0 instead: the same crop for every family)."""
   import importlib  # pylint: disable=import-outside-toplevel
   twins = dict(FAMILIES)
   for name in names:
@@ -161,6 +386,8 @@ def family_rows(names, plan, steps, tiny=False, device='cpu'):
       config = tiny_configs.get_config(name)
     else:
       config = importlib.import_module(f'configs.{name}').get_config()
+    if crop_size:
+      config.input.crop_size = crop_size
     row = {'family': name, 'crop': config.input.crop_size}
     for mode, batch in plan:
       fn = time_jax_forward if mode == 'forward' else time_jax_train_step
@@ -243,7 +470,8 @@ def main(argv):
     plan.append(('train_step', f.train_batch))
   if f.families:
     rows = []
-    for row in family_rows(f.families, plan, f.steps, f.tiny, f.torch_device):
+    for row in family_rows(f.families, plan, f.steps, f.tiny, f.torch_device,
+                           f.crop_size):
       rows.append(row)
       _emit(row)
     print(family_markdown(rows, plan))
@@ -281,6 +509,8 @@ def define_flags():
   config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
   flags.DEFINE_list('families', [], 'FAMILIES rows to time against PyTorch, one table '
                     '(instead of --config; --impls is then the configs\' own).')
+  flags.DEFINE_integer('crop_size', 0, '--families: this crop for every family instead of '
+                       'each config\'s (0: the config\'s).')
   flags.DEFINE_bool('tiny', False, '--families: configs/tiny.py\'s shrunk configs.')
   flags.DEFINE_list('impls', ['auto'], 'Atrous implementations to time.')
   flags.DEFINE_list('forward_batches', ['1', '4'], 'Forward batch sizes (empty: none).')

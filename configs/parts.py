@@ -398,3 +398,35 @@ def fcn_sgd(base_lr):
   return sgd(base_lr, schedule='step', step_gamma=1.0, momentum=0.99, weight_decay=5e-4,
              backbone_bias_lr_mult=2.0, classifier_kernel_lr_mult=1.0,
              classifier_bias_lr_mult=2.0, lr_mults=FCN_FROZEN)
+
+
+# ------------------------------------------------------------ U-Net ----
+# models/unet.py (Ronneberger et al. 2015). The encoder and the decoder take
+# the same `depth` and `padding`; `unet()` gives both sections at once.
+
+def unet_encoder(depth=4, base_width=64, padding='same', mirror=True):
+  """`config.model.backbone` 'unet_encoder': U-Net's contracting path."""
+  return _section(
+      name='unet_encoder',
+      depth=depth,  # 2x2 max pools (paper: 4); features at strides 1 .. 2^depth.
+      base_width=base_width,  # Level 0's width, doubling per level (paper: 64 -> 1024).
+      # 'same' (3x3 convs padded: output = input size, any size) or 'valid'
+      # (the paper's unpadded convs: 572 -> 388 at depth 4).
+      padding=padding,
+      # 'valid' only: extend the input by mirroring (the paper's overlap-tile)
+      # so the output is the input's size, as training and evaluation need;
+      # False: the raw network (valid sizes only, output smaller, centred).
+      mirror=mirror)
+
+
+def unet_decoder(depth=4, padding='same'):
+  """`config.model.head` 'unet_decoder': U-Net's expanding path and 1x1 classifier."""
+  return _section(
+      name='unet_decoder',
+      depth=depth,  # As the encoder's.
+      padding=padding)  # As the encoder's.
+
+
+def unet(depth=4, base_width=64, padding='same', mirror=True):
+  """(backbone, head) sections of one U-Net, for `model(*unet(...))`."""
+  return (unet_encoder(depth, base_width, padding, mirror), unet_decoder(depth, padding))

@@ -24,6 +24,7 @@ BACKBONES = {
     'small': dict(widths=(4, 8, 8), atrous_widths=(8,), atrous_rates=(2,)),
     'vgg16': dict(base_width=8),
     'vgg16_fcn': dict(base_width=8, fc_width=16),  # FCN: VGG / 8, fc6 / fc7 16 wide.
+    'unet_encoder': dict(depth=2, base_width=4),  # 32 px crops: strides 1, 2, 4.
     'resnet': dict(depth=14, base_width=8,
                multi_grid=()),  # One block in layer5: v3's (1, 2, 4) cannot apply.
 }
@@ -53,6 +54,11 @@ def _shrink_deeplabv3plus(head, backbone):
     head.reads = ('stage2', 'out')
 
 
+def _shrink_unet_decoder(head, backbone):
+  del backbone
+  head.depth = BACKBONES['unet_encoder']['depth']  # As its encoder's.
+
+
 # Shrinks a head section in place, by head name: fn(section, backbone name).
 HEADS = {
     'aspp': _shrink_aspp,
@@ -60,6 +66,7 @@ HEADS = {
     'deeplabv3plus': _shrink_deeplabv3plus,
     'fcn': lambda head, backbone: None,  # FCN's score layers have no widths of their own.
     'fcn_head': lambda head, backbone: None,  # torchvision's FCNHead: input width / 4.
+    'unet_decoder': _shrink_unet_decoder,
 }
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {

@@ -1,0 +1,24 @@
+"""U-Net (models/unet.py, padded form) on the built-in synthetic shapes dataset.
+
+    python train.py --config configs/shapes_unet.py --workdir runs/shapes_unet
+    python evaluate.py --config configs/shapes_unet.py --workdir runs/shapes_unet
+
+The same data, crops, schedule and batch as configs/shapes.py (the DeepLab
+demo), with U-Net in place of the atrous trunk and ASPP: depth 4 (the
+paper's), base width 8 (the paper's 64 / 8: 8 .. 128 channels), the 'same'
+(padded) form so the logits are the image's size, and BatchNorm (the paper
+has none) for the demo's base lr 0.1. The 'valid' form trains and evaluates
+too with `--config.model.backbone.padding=valid --config.model.head.padding=valid`
+(mirror-extended input, the paper's overlap-tile; slower: a 128 crop runs as
+316 px at depth 4). `configs/tiny.py:shapes_unet` is this shrunk for tests.
+"""
+
+from configs import parts
+from configs import shapes
+
+
+def get_config():
+  config = shapes.get_config()
+  backbone, head = parts.unet(depth=4, base_width=8, padding='same')
+  config.model = parts.model(backbone, head, atrous_impl='dilation')
+  return config
