@@ -43,6 +43,7 @@ FAMILIES = (
     ('DeepLab LargeFOV', 'shapes_largefov'),
     ('DeepLab v3+', 'shapes_deeplabv3plus'),
     ('FCN-8s', 'shapes_fcn8s'),
+    ('U-Net', 'shapes_unet'),
 )
 DEFAULT_STEPS = 1400  # configs/shapes.py's num_train_steps.
 

@@ -34,7 +34,7 @@ from deeplab_jax.data import input_pipeline
 # configs/tiny.py:<name> of each family; a new family is one more name.
 # DeepLab v1/v2's VGG and ResNet configs have these checks in train_test.py,
 # resume_test.py and multihost_test.py; voc_deeplabv3plus covers v3's ASPP.
-FAMILIES = ('shapes', 'voc_fcn8s', 'voc_deeplabv3plus', 'voc_fcn_resnet50')
+FAMILIES = ('shapes', 'voc_fcn8s', 'voc_deeplabv3plus', 'voc_fcn_resnet50', 'shapes_unet')
 RTOL, ATOL = 2e-5, 2e-6  # As tests/train_test.py's 1 against 8 devices.
 
 
