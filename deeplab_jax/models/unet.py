@@ -55,8 +55,6 @@ checks the map sizes and says so).
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
