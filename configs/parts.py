@@ -150,7 +150,7 @@ def fcn_head(width=None, dropout=0.1):
       dropout=dropout)  # Before the classifier (torchvision: 0.1).
 
 
-# DeepLab v3 / v3+ heads (issue 18, i18-v3).
+# DeepLab v3 / v3+ heads.
 def aspp_v3(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
             extra_conv=False, separable=False, reads=('out',)):
   """`config.model.head` 'aspp_v3' (models/aspp_v3.py): DeepLab v3's ASPP, concatenated."""
@@ -356,7 +356,7 @@ def compose(dataset, input, model, optim, loss, crf, seed=0,  # pylint: disable=
   return config
 
 
-# ------------------------------------------------ FCN (issue 18) ----
+# ------------------------------------------------------------ FCN ----
 
 FCN_INPUT = dict(
     channel_order='bgr',  # The FCN caffemodels take BGR ...

@@ -38,7 +38,7 @@ def _shrink_aspp(head, backbone):
     head.hidden = (16,) * len(tuple(head.hidden))
 
 
-# DeepLab v3 / v3+ heads (issue 18, i18-v3): narrow widths; the small
+# DeepLab v3 / v3+ heads: narrow widths; the small
 # backbone's stride-4 map is `stage2` where the ResNet's is `layer2`.
 def _shrink_aspp_v3(head, backbone):
   head.width = 16

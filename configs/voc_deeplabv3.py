@@ -25,7 +25,7 @@ at 16 (Table 6: MG (1, 2, 4) + ASPP (6, 12, 18) + image pooling), 78.51 at 8,
 `deeplabv3_resnet101` checkpoint (a different recipe: rates 12, 24, 36 at
 output stride 8, an extra 3x3 conv, COCO subset with VOC classes) reports 67.4
 mIoU on its own COCO-val protocol (torchvision/models/segmentation/
-deeplabv3.py, DeepLabV3_ResNet101_Weights); its config is the i18-tv one.
+deeplabv3.py, DeepLabV3_ResNet101_Weights); its config is configs/voc_deeplabv3_resnet101.py.
 
 The ResNet fields (output_stride, multi_grid, stride_in_1x1, dilation_style)
 are models/resnet.py's; there is no separate eval-time output stride: evaluate

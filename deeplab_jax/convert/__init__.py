@@ -187,7 +187,7 @@ def read(path: str, config, keep_init_classifier: bool = False) -> Converted:
     return caffe.convert(caffe.read_caffemodel(path), config, source=path,
                          keep_init_classifier=keep_init_classifier)
   state = pytorch.read_state_dict(path)
-  if torchvision.is_torchvision(state):  # i18-tv: torchvision's ResNets and segmentation models.
+  if torchvision.is_torchvision(state):  # torchvision's ResNets and segmentation models.
     return torchvision.convert(state, config)
   return pytorch.convert(state, config)
 
