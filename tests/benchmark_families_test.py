@@ -1,4 +1,4 @@
-"""benchmarks/models.py's FAMILIES table: each row's config and PyTorch twin
+"""benchmarks/twins.py's FAMILIES table: each row's config and PyTorch twin
 time side by side (figures not asserted, only their sense)."""
 
 import jax
@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 
 from benchmarks import models as models_benchmark
+from benchmarks import twins
 from configs import tiny
 from deeplab_jax import models
 
 
 def test_each_family_row_finds_its_twin():
-  for name, twin in models_benchmark.FAMILIES:
-    assert models_benchmark.twin_for(tiny.get_config(name)) is twin
+  for name, twin in twins.FAMILIES:
+    assert twins.twin_for(tiny.get_config(name)) is twin
   config = tiny.get_config('shapes')  # The small trunk has no PyTorch twin.
   with pytest.raises(ValueError, match='add the family'):
-    models_benchmark.twin_for(config)
+    twins.twin_for(config)
 
 
 def test_family_rows_time_jax_against_pytorch():
@@ -43,7 +44,7 @@ def _normalised(config, images):
   return ((x - np.asarray(m.pixel_mean, np.float32)) / np.asarray(m.pixel_std, np.float32))
 
 
-@pytest.mark.parametrize('name', [name for name, _ in models_benchmark.FAMILIES])
+@pytest.mark.parametrize('name', [name for name, _ in twins.FAMILIES])
 def test_each_twin_gives_our_logits(name):
   """configs/tiny.py's config, random weights (BatchNorm statistics perturbed):
   the row's twin, holding the same weights, gives our logits within 1e-4."""
@@ -62,12 +63,12 @@ def test_each_twin_gives_our_logits(name):
     if not leaf.any():  # FCN's zero-initialised score layers: logits would be all 0.
       leaf += rng.normal(0.0, 0.05, leaf.shape).astype(np.float32)
   ours = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images))
-  net = models_benchmark.torch_model(config, variables).eval()
+  net = twins.torch_model(config, variables).eval()
   x = torch.from_numpy(np.ascontiguousarray(_normalised(config, images).transpose(0, 3, 1, 2)))
   with torch.no_grad():
     theirs = net(x).numpy().transpose(0, 2, 3, 1)
   if theirs.shape != ours.shape:  # torchvision's: upsampled to the input inside forward.
-    assert models_benchmark.twin_for(config) is models_benchmark._torchvision_twin  # pylint: disable=protected-access
+    assert twins.twin_for(config) is twins._torchvision_twin  # pylint: disable=protected-access
     ours = np.asarray(resize_bilinear(ours, theirs.shape[1:3], align_corners=False))
   assert ours.shape == theirs.shape
   err = np.abs(ours - theirs).max() / np.abs(theirs).max()
@@ -80,13 +81,13 @@ def test_torchvision_twin_at_full_width_is_torchvision_fcn_resnet50():
   from deeplab_jax.testing import torchvision_models  # pylint: disable=import-outside-toplevel
   ref = torchvision_models.segmentation().fcn_resnet50(weights=None, weights_backbone=None,
                                                        num_classes=21, aux_loss=False)
-  twin = models_benchmark.torch_model(voc_fcn_resnet50.get_config())
+  twin = twins.torch_model(voc_fcn_resnet50.get_config())
   shapes = lambda net: {k: tuple(v.shape) for k, v in net.state_dict().items()}
   assert shapes(twin.net) == shapes(ref)
 
 
 def test_v3_and_torchvision_v3_pick_their_own_twins():
   from configs import voc_deeplabv3, voc_deeplabv3_resnet50  # pylint: disable=import-outside-toplevel
-  assert models_benchmark.twin_for(voc_deeplabv3.get_config()) is models_benchmark._deeplab_v3_twin  # pylint: disable=protected-access
-  assert models_benchmark.twin_for(
-      voc_deeplabv3_resnet50.get_config()) is models_benchmark._torchvision_twin  # pylint: disable=protected-access
+  assert twins.twin_for(voc_deeplabv3.get_config()) is twins._deeplab_v3_twin  # pylint: disable=protected-access
+  assert twins.twin_for(
+      voc_deeplabv3_resnet50.get_config()) is twins._torchvision_twin  # pylint: disable=protected-access
