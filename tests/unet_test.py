@@ -137,12 +137,14 @@ def test_encoder_features_and_config_errors():
   with pytest.raises(UserError, match=r"'unet_encoder' does not read \['width'\]"):
     models.build(config)
   config = _config(depth=3, base_width=4, padding='same', batch_norm='none')
-  config.model.head.padding = 'valid'
-  config.model.head.depth = 2
-  with pytest.raises(UserError, match='padding'):
-    config.model.head.padding = 'nope'
+  config.model.head.padding = 'nope'
+  with pytest.raises(UserError, match=r"padding 'nope' is not one of \('same', 'valid'\)"):
     models.build(config)
   config.model.head.padding = 'same'
-  model = models.build(config)  # Depth 2 decoder on a depth-3 encoder.
-  with pytest.raises(ValueError, match='same depth and padding'):
+  config.model.head.depth = 4  # Reads level3, which a depth-3 encoder lacks.
+  with pytest.raises(UserError, match=r"reads features \['level3'\]"):
+    models.build(config)
+  config.model.head.depth = 2  # Reads names the encoder has, at the wrong strides.
+  model = models.build(config)
+  with pytest.raises(UserError, match='same depth and padding'):
     model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)

@@ -206,12 +206,12 @@ class UNetDecoder(nn.Module):
       width = skip.shape[-1]
       x = self.layers.conv_transpose(width, 2, stride=2, name=f'up{level}')(x)
       if self.padding == 'same' and skip.shape[1:3] != x.shape[1:3]:
-        raise ValueError(f"U-Net decoder (padding 'same'): level {level}'s skip is "
+        raise UserError(f"U-Net decoder (padding 'same'): level {level}'s skip is "
                          f'{skip.shape[1:3]}, the up-convolution gives {x.shape[1:3]}: '
                          'are model.backbone and model.head configured with the same '
                          'depth and padding?')
       if skip.shape[1] < x.shape[1] or skip.shape[2] < x.shape[2]:
-        raise ValueError(f'U-Net decoder: level {level}\'s skip {skip.shape[1:3]} is '
+        raise UserError(f'U-Net decoder: level {level}\'s skip {skip.shape[1:3]} is '
                          f'smaller than the up-convolution\'s {x.shape[1:3]}: the '
                          "encoder is 'same', the decoder 'valid'?")
       x = jnp.concatenate([center_crop(skip, x.shape[1:3]), x], -1)
