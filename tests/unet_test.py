@@ -127,6 +127,17 @@ def test_valid_form_is_the_papers_572_to_388():
     pair.model.apply(pair.variables, jnp.zeros((1, 570, 572, 3)), train=False)
 
 
+def test_the_papers_network_has_23_convolutional_layers():
+  """Section 2: "In total the network has 23 convolutional layers", 64 .. 1024 wide."""
+  config = _config(depth=4, base_width=64, padding='valid', batch_norm='none')
+  shapes = models.variable_shapes(config)
+  kernels = {k: v for k, v in shapes.items() if k.endswith('/kernel')}
+  assert len(kernels) == 23
+  assert shapes['params/trunk/enc4_conv2/conv/kernel'] == (3, 3, 1024, 1024)
+  assert shapes['params/head/up0/kernel'] == (2, 2, 128, 64)
+  assert shapes['params/head/classifier/kernel'] == (1, 1, 64, NUM_CLASSES)
+
+
 def test_encoder_features_and_config_errors():
   config = _config(depth=3, base_width=4, padding='same', batch_norm='none')
   model = models.build(config)
