@@ -51,9 +51,9 @@ class Pair:
     self.model = models.build(config)
     self.mean = np.asarray(config.model.pixel_mean, np.float32)
     self.std = np.asarray(config.model.pixel_std, np.float32)
-    init_hw = (37, 53) if padding == 'same' or mirror else (unet.valid_input_size(1, depth),) * 2
-    self.variables = _randomise(
-        self.model.init(jax.random.key(depth), jnp.zeros((1, *init_hw, 3)), train=False), depth)
+    side = 37 if padding == 'same' or mirror else unet.valid_input_size(1, depth)
+    self.variables = _randomise(self.model.init(
+        jax.random.key(depth), jnp.zeros((1, side, side, 3)), train=False), depth)
     self.torch = TorchUNet(NUM_CLASSES, depth, base_width, padding,
                            bn=batch_norm != 'none', mirror=mirror)
     load_flax_variables(self.torch, self.variables)

@@ -21,8 +21,9 @@ The network (paper section 2, Fig. 1), with `depth` D pools (paper: 4) and
 The concatenation order is [cropped skip, upsampled] (channels of the skip
 first). Weights start as the paper's Gaussian with std sqrt(2 / N), N = k*k*in
 (section 3; flax's he_normal, a truncated normal of that std). `batch_norm`
-(config.model) 'none' is the paper's network (it has no BatchNorm; each conv then has a bias);
-'train' / 'frozen' put a BatchNorm between every 3x3 conv and its ReLU.
+(config.model) 'none' is the paper's network (it has no BatchNorm; each conv
+then has a bias); 'train' / 'frozen' put a BatchNorm between every 3x3 conv
+and its ReLU.
 
 Two forms, by `padding`:
   'valid'  the paper's unpadded convs (each 3x3 loses a pixel a side). A side
