@@ -6,20 +6,24 @@ The network (paper section 2, Fig. 1), with `depth` D pools (paper: 4) and
 `base_width` w (paper: 64):
   contracting  level l = 0 .. D: two 3x3 convs + ReLU at width w * 2^l (64,
                128, ..., 1024), then (l < D) a 2x2 max pool, stride 2;
-  expanding    level l = D-1 .. 0: a 2x2 "up-convolution" (transposed conv,
-               stride 2, transposed.py) halving the channels (to w * 2^l, no
-               ReLU: the paper names none), concatenated with the encoder's
+  expanding    level l = D-1 .. 0: "an upsampling of the feature map
+               followed by a 2x2 convolution ("up-convolution") that halves
+               the number of feature channels", here one 2x2 transposed conv
+               of stride 2 (transposed.py; to w * 2^l channels, no ReLU: the
+               paper names none), concatenated with the encoder's
                level-l map, centre-cropped to its size ("the cropping is
                necessary due to the loss of border pixels in every
                convolution"), then two 3x3 convs + ReLU at width w * 2^l;
   classifier   a 1x1 conv to the classes ("At the final layer a 1x1
                convolution is used to map each 64-component feature vector to
-               the desired number of classes").
+               the desired number of classes"). 23 convolutional layers in
+               all at D = 4, as the paper counts.
 The concatenation order is [cropped skip, upsampled] (channels of the skip
 first). Weights start as the paper's Gaussian with std sqrt(2 / N), N = k*k*in
-(section 3: He's init, flax's he_normal). `batch_norm` (config.model) 'none'
-is the paper's network (it has no BatchNorm; each conv then has a bias);
-'train' / 'frozen' put a BatchNorm between every 3x3 conv and its ReLU.
+(section 3; flax's he_normal, a truncated normal of that std). `batch_norm`
+(config.model) 'none' is the paper's network (it has no BatchNorm; each conv
+then has a bias); 'train' / 'frozen' put a BatchNorm between every 3x3 conv
+and its ReLU.
 
 Two forms, by `padding`:
   'valid'  the paper's unpadded convs (each 3x3 loses a pixel a side). A side
@@ -204,12 +208,12 @@ class UNetDecoder(nn.Module):
       width = skip.shape[-1]
       x = self.layers.conv_transpose(width, 2, stride=2, name=f'up{level}')(x)
       if self.padding == 'same' and skip.shape[1:3] != x.shape[1:3]:
-        raise ValueError(f"U-Net decoder (padding 'same'): level {level}'s skip is "
+        raise UserError(f"U-Net decoder (padding 'same'): level {level}'s skip is "
                          f'{skip.shape[1:3]}, the up-convolution gives {x.shape[1:3]}: '
                          'are model.backbone and model.head configured with the same '
                          'depth and padding?')
       if skip.shape[1] < x.shape[1] or skip.shape[2] < x.shape[2]:
-        raise ValueError(f'U-Net decoder: level {level}\'s skip {skip.shape[1:3]} is '
+        raise UserError(f'U-Net decoder: level {level}\'s skip {skip.shape[1:3]} is '
                          f'smaller than the up-convolution\'s {x.shape[1:3]}: the '
                          "encoder is 'same', the decoder 'valid'?")
       x = jnp.concatenate([center_crop(skip, x.shape[1:3]), x], -1)
