@@ -19,18 +19,10 @@ recipe, images resized to 520), not on VOC: the VOC 2012 val numbers this
 evaluates to will differ (not measured here).
 """
 
-from configs import parts
-from configs import voc_largefov
+from configs import voc_fcn_resnet50
 
 
 def get_config():
-  config = voc_largefov.get_config()
-  config.input.scales = (0.5, 0.75, 1.0, 1.25, 1.5)  # Random scale, one of these.
-  config.model = parts.model(
-      parts.torchvision_resnet(depth=101, output_stride=8),
-      parts.fcn_head(),  # 3x3 conv 2048 -> 512, BN, ReLU, dropout 0.1, 1x1 -> classes.
-      batch_norm='train',
-      **parts.IMAGENET_INPUT)  # RGB, ImageNet mean / std, align_corners False.
-  config.optim.base_lr = 0.01  # torchvision's references/segmentation default lr.
-  config.crf = parts.crf(voc_largefov.crf_params.RESNET_V2)
+  config = voc_fcn_resnet50.get_config()  # The same network, ...
+  config.model.backbone.depth = 101  # ... 23 blocks in layer4.
   return config
