@@ -266,7 +266,7 @@ def logits_at_image_size(apply_fn: Callable[[jax.Array], jax.Array],
   for scale in options.scales:
     size = (scaled_size(h, scale, options.align_corners),
             scaled_size(w, scale, options.align_corners))
-    if min(size) < 1:
+    if any(side < 1 for side in size):
       raise UserError(f'eval.scales: scale {scale} shrinks a {h}x{w} image to '
                       f'{size[0]}x{size[1]} pixels; use larger scales')
     scaled = resize_by_scale(x_BxHxWx3, scale, options.align_corners)

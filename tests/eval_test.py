@@ -25,6 +25,7 @@ from deeplab_jax import evaluation
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import predict_lib
+from deeplab_jax.export import serving
 from deeplab_jax import sharding
 from deeplab_jax import train_step
 from deeplab_jax.crf import search as crf_search
@@ -297,4 +298,4 @@ def test_predict_pads_to_sizes_on_the_score_grid(align_corners, sides):
   # Corners aligned: 64 k + 1, so the stride-8 map's last cell is the last
   # pixel (as evaluation's 513); otherwise multiples of 64 (and of 8).
   for n, padded in sides.items():
-    assert predict_lib.padded_side(n, align_corners) == padded, n
+    assert serving.padded_side(n, align_corners) == padded, n

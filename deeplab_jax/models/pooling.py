@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
 
 def caffe_pool_size(size, kernel, stride, pad):
   """Caffe's pooling output size: ceil mode, last window must start inside."""
-  out = int(math.ceil((size + 2 * pad - kernel) / stride)) + 1
+  out = -(-(size + 2 * pad - kernel) // stride) + 1  # Integer ceil: sizes may be symbolic.
   if pad and (out - 1) * stride >= size + pad:
     out -= 1
   return out

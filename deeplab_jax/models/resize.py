@@ -6,6 +6,11 @@ align_corners=False)` and `jax.image.resize` use half-pixel centres. Both are
 offered so converted models see exactly what they were trained with. The
 interpolation weights are a static (out, in) matrix per axis, so resizing is two
 small dense contractions: exact, fast on every backend, never antialiased.
+
+Sizes may be symbolic (`jax.export` shape polymorphism, deeplab_jax/export):
+the matrices are then built in the program from iotas, in float32, the same
+weights to within float32 rounding of the source positions (the static ones
+are computed in float64 and rounded once).
 """
 
 from __future__ import annotations
@@ -13,8 +18,31 @@ from __future__ import annotations
 import fractions
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def is_static(*sizes) -> bool:
+  """Whether every size is a plain int (not a `jax.export` symbolic dimension)."""
+  return not any(jax.export.is_symbolic_dim(s) for s in sizes)
+
+
+def _traced_matrix(size_in, size_out, align_corners, step):
+  """`interpolation_matrix` for symbolic sizes: built from iotas in float32."""
+  out = jax.lax.broadcasted_iota(jnp.float32, (size_out, 1), 0)
+  columns = jax.lax.broadcasted_iota(jnp.float32, (1, size_in), 1)
+  n_in = jnp.asarray(size_in, jnp.float32)
+  if align_corners:
+    n_out = jnp.asarray(size_out, jnp.float32)
+    src = out * jnp.where(n_out > 1, (n_in - 1) / jnp.maximum(n_out - 1, 1), 0.0)
+  else:
+    step = n_in / jnp.asarray(size_out, jnp.float32) if step is None else step
+    src = jnp.clip((out + 0.5) * step - 0.5, 0.0, n_in - 1)
+  lo = jnp.floor(src)
+  frac = src - lo
+  hi = jnp.minimum(lo + 1, n_in - 1)
+  return (columns == lo) * (1.0 - frac) + (columns == hi) * frac
 
 
 @functools.lru_cache(maxsize=256)
@@ -50,8 +78,9 @@ def resize_bilinear(x_BxHxWxC, size, align_corners=False, step=None):
   if (h, w) == (out_h, out_w) and step is None:
     return x_BxHxWxC
   dtype = x_BxHxWxC.dtype
-  mh = jnp.asarray(interpolation_matrix(h, out_h, align_corners, step), dtype)
-  mw = jnp.asarray(interpolation_matrix(w, out_w, align_corners, step), dtype)
+  matrix = interpolation_matrix if is_static(h, w, out_h, out_w) else _traced_matrix
+  mh = jnp.asarray(matrix(h, out_h, align_corners, step), dtype)
+  mw = jnp.asarray(matrix(w, out_w, align_corners, step), dtype)
   y = jnp.einsum('oh,bhwc->bowc', mh, x_BxHxWxC)
   return jnp.einsum('pw,bowc->bopc', mw, y)
 
@@ -95,9 +124,16 @@ def scaled_size(size, scale, align_corners):
   aligned, ((n - 1) // shrink) * zoom + 1. 321 -> 241 and 513 -> 385 at
   0.75, as floor((n - 1) s) + 1 gives too, but 324 -> 241 where that gives 243.
   """
+  if scale == 1.0:
+    return size
+  ratio = fractions.Fraction(scale).limit_denominator(64)
   if align_corners:
-    ratio = fractions.Fraction(scale).limit_denominator(64)
     return (size - 1) // ratio.denominator * ratio.numerator + 1
+  if not is_static(size):  # floor(size * p / q), exact in integers.
+    if ratio != scale:
+      raise ValueError(f'scale {scale} is not a ratio of small integers: the size it '
+                       'gives cannot be symbolic; export with fixed sizes')
+    return size * ratio.numerator // ratio.denominator
   return int(np.floor(size * scale + 1e-9))
 
 
