@@ -209,7 +209,7 @@ def verify(fn, run, spec: InputSpec, outputs, seed=0):
       check['labels_equal'] = float((a == b).mean())
     else:
       check[f'{name}_max_rel_diff'] = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
-      if check[f'{name}_max_rel_diff'] > 1e-4:
+      if not check[f'{name}_max_rel_diff'] <= 1e-4:  # NaN fails too.
         raise RuntimeError(f'exported {name} differ from JAX\'s by '
                            f'{check[f"{name}_max_rel_diff"]:.2e} relative (> 1e-4)')
   return check

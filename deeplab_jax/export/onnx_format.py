@@ -53,9 +53,11 @@ def write(fn, spec, output, align_corners, outputs, platforms=None):
                                                          f'{shape[2]}, 3'), jnp.uint8)
   else:
     arg = jax.ShapeDtypeStruct(shape, jnp.uint8)
-  model = jax2onnx.to_onnx(lambda x: tuple(fn(x)[name] for name in outputs), [arg],
-                           model_name='deeplab_jax', opset=OPSET, input_names=['images'],
-                           output_names=list(outputs))
+  from deeplab_jax.models import pooling  # pylint: disable=import-outside-toplevel
+  with pooling.as_slices():  # See pooling.py: jax2onnx mis-converts NHWC max pools.
+    model = jax2onnx.to_onnx(lambda x: tuple(fn(x)[name] for name in outputs), [arg],
+                             model_name='deeplab_jax', opset=OPSET, input_names=['images'],
+                             output_names=list(outputs))
   # jax2onnx's intermediate shape annotations mix NHWC and NCHW; onnxruntime
   # infers them itself, so drop them rather than let it warn about each.
   del model.graph.value_info[:]

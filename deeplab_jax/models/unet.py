@@ -60,10 +60,10 @@ checks the map sizes and says so).
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from deeplab_jax.errors import UserError
+from deeplab_jax.models import pooling
 from deeplab_jax.models import registry
 from deeplab_jax.models.features import OUT, Features
 from deeplab_jax.models.layers import Layers
@@ -136,8 +136,7 @@ class UNetConv(nn.Module):
 
 def max_pool_2x2(x_BxHxWxC):
   """2x2 max pool, stride 2 (sizes are even here)."""
-  return jax.lax.reduce_window(x_BxHxWxC, -jnp.inf, jax.lax.max, (1, 2, 2, 1),
-                               (1, 2, 2, 1), 'VALID')
+  return pooling.max_pool(x_BxHxWxC, 2, 2, ((0, 0), (0, 0)))
 
 
 class UNetEncoder(nn.Module):
