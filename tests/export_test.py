@@ -191,3 +191,15 @@ def test_bad_requests_are_clear_errors(kwargs, match, tmp_path):
   with pytest.raises(UserError, match=match):
     export.export(config, {}, output=str(tmp_path / 'x'), **kwargs)
   assert not os.listdir(tmp_path)  # Nothing written.
+
+
+def test_latency_benchmark_times_every_runtime():
+  from benchmarks import export as export_benchmark  # pylint: disable=import-outside-toplevel
+  config = tiny.get_config('shapes')
+  lines = list(export_benchmark.measure(config, None, sorted(export.FORMATS), [(33, 47)],
+                                        batch=2, steps=2))
+  assert [line['runtime'] for line in lines] == ['jax'] + sorted(export.FORMATS)
+  for line in lines:
+    assert line['ms_per_batch'] > 0 and line['ms_per_image'] == pytest.approx(
+        line['ms_per_batch'] / 2, abs=0.01)
+    assert line['max_rel_diff_vs_jax'] < 1e-4

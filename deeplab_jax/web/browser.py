@@ -131,11 +131,12 @@ def main(argv):
                    subtitle=f'{f.workdir}')
   running = server.start(app, port=0)
   with tempfile.TemporaryDirectory() as downloads:
-    page = Page(server.url(running), downloads)
+    page = Page(server.url(running), downloads, width=1000, height=560)
     try:
       page.upload(f.image)
-      if f.crf:
-        page.set_crf(True)
+      if f.crf:  # On, off, on: the shown time is the compiled CRF's, not its compilation.
+        for on in (True, False, True):
+          page.set_crf(on)
       page.screenshot(f.output)
       print(f'{f.output}: {page.timing()}')
     finally:

@@ -19,7 +19,7 @@ HTML = """<!doctype html>
  #drop.over { background: #eef5ff; border-color: #36c; }
  .controls { display: flex; gap: 18px; align-items: center; margin-bottom: 12px; }
  .row { display: flex; gap: 24px; align-items: flex-start; }
- #overlay { max-width: 640px; max-height: 640px; image-rendering: pixelated;
+ #overlay { width: 480px; height: auto; image-rendering: pixelated;
             border: 1px solid #ddd; display: none; }
  table { border-collapse: collapse; font-size: 14px; }
  td, th { padding: 3px 8px; text-align: left; }
