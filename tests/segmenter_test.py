@@ -5,7 +5,6 @@ hand to the bucket the test states (64 k, the model's mean colour), run
 through `inference.make_predict_fn` (evaluation's inference), cropped.
 """
 
-import io
 import os
 
 import jax
@@ -19,11 +18,10 @@ from deeplab_jax import crf as crf_lib
 from deeplab_jax import export
 from deeplab_jax import inference
 from deeplab_jax import models
-from deeplab_jax import optim
 from deeplab_jax import predict_lib
 from deeplab_jax import sharding
-from deeplab_jax import train_step
 from deeplab_jax.errors import UserError
+from deeplab_jax.testing import checkpoints
 from deeplab_jax.segmenter import Segmenter
 
 SIZES = ((37, 50), (64, 64), (70, 41), (37, 50), (5, 130))
@@ -32,22 +30,11 @@ BUCKETS = {37: 64, 50: 64, 64: 64, 70: 128, 41: 64, 5: 64, 130: 192}
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-  """(config, workdir): the tiny demo model's weights, BatchNorm statistics perturbed."""
+  """(config, workdir): the tiny demo model's initial weights, perturbed."""
   from configs import shapes  # pylint: disable=import-outside-toplevel
   config = tiny.get_config(shapes)
   workdir = str(tmp_path_factory.mktemp('segmenter_run'))
-  model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps,
-                                 classifiers=models.classifier_paths(config))
-  state = train_step.create_train_state(config, model, tx, sharding.make_mesh())
-  rng = np.random.RandomState(0)
-  params = jax.tree_util.tree_map(
-      lambda p: p + rng.normal(0, 0.05, p.shape).astype(p.dtype), jax.device_get(state.params))
-  state = state.replace(params=jax.device_put(params, sharding.replicated(sharding.make_mesh())))
-  mngr = checkpoint.manager(workdir)
-  checkpoint.save(mngr, 0, state)
-  mngr.wait_until_finished()
-  mngr.close()
+  checkpoints.write_initial(config, workdir, noise=0.05)
   return config, workdir
 
 

@@ -16,13 +16,9 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from deeplab_jax import checkpoint
-from deeplab_jax import models
-from deeplab_jax import optim
 from deeplab_jax import predict_lib
-from deeplab_jax import sharding
-from deeplab_jax import train_step
 from deeplab_jax.errors import UserError
+from deeplab_jax.testing import checkpoints
 from deeplab_jax.segmenter import Segmenter
 from deeplab_jax.web import browser
 from deeplab_jax.web import server
@@ -34,14 +30,7 @@ def run(tmp_path_factory):
   from configs import shapes  # pylint: disable=import-outside-toplevel
   config = tiny.get_config(shapes)
   workdir = str(tmp_path_factory.mktemp('web_run'))
-  model = models.build(config)
-  tx, _ = optim.create_optimizer(config.optim, config.num_train_steps,
-                                 classifiers=models.classifier_paths(config))
-  state = train_step.create_train_state(config, model, tx, sharding.make_mesh())
-  mngr = checkpoint.manager(workdir)
-  checkpoint.save(mngr, 0, state)
-  mngr.wait_until_finished()
-  mngr.close()
+  checkpoints.write_initial(config, workdir)
   return config, workdir
 
 
