@@ -7,15 +7,15 @@ The same data, crops, optimiser and batch as configs/shapes.py (the DeepLab
 demo), with U-Net in place of the atrous trunk and ASPP: depth 4 (the
 paper's), base width 8 (the paper's 64 / 8: 8 .. 128 channels), the 'same'
 (padded) form so the logits are the image's size, and BatchNorm (the paper
-has none) for the demo's base lr 0.1; 600 steps.
+has none) for the demo's base lr 0.1; shapes.py's 1,400 steps of 8.
 
-Measured on the shared 2-core CPU (other jobs running, load ~7): 5.7-7.8
-images/s (U-Net's full-resolution convs of 8-16 channels; the demo's stride-8
-trunk does ~30), 13.5 minutes of training, then val mIoU 0.357 (seed 1;
-background 0.97, square 0.47, disk 0.29, star 0.06, triangle 0.00; loss still
-falling, 0.44 at step 600): undertrained, not U-Net's ceiling; more steps
-were not measured. Speed alone: `--config.num_train_steps=30` (10 images/s
-with the machine less loaded).
+Measured by `python -m benchmarks.compare --output runs/compare1400` (the
+same config at 1,400 steps, 2026-12-02, 2-core CPU shared with other jobs):
+val mIoU 0.6048, 0.6325 with the CRF; 19.3 training images/s (U-Net's
+full-resolution convs of 8-16 channels; shapes.py's stride-8 trunk does ~30
+there), 10m55s of training. Its loss is still falling at 1,400 steps (0.35
+at step 900, 0.28 at 1,400): an
+undertrained U-Net, not its ceiling (600 steps gave 0.357).
 The 'valid' form trains and evaluates too with
 `--config.model.backbone.padding=valid --config.model.head.padding=valid`
 (mirror-extended input, the paper's overlap-tile; slower: a 128 crop runs as
@@ -31,7 +31,4 @@ def get_config():
   config = shapes.get_config()
   backbone, head = parts.unet(depth=4, base_width=8, padding='same')
   config.model = parts.model(backbone, head, atrous_impl='dilation')
-  # Full-resolution convs of 8-16 channels run at ~10 img/s on the 2-core
-  # CPU (a third of the demo's speed), so fewer steps than its 1,400.
-  config.num_train_steps = 600
   return config
