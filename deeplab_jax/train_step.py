@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from deeplab_jax import losses
 from deeplab_jax import sharding
 from deeplab_jax import variables_tree
+from deeplab_jax import xla_flags
 from deeplab_jax.errors import UserError
 
 
@@ -43,9 +44,16 @@ def initial_state(config, model, tx):
 
 
 def create_train_state(config, model, tx, mesh):
-  """Initialises a replicated TrainState directly on the mesh."""
+  """Initialises a replicated TrainState directly on the mesh.
+
+  Compiled with XLA's default CPU fusions (xla_flags.without_cpu_flags): with
+  the YNN elementwise fusion the initialisers of a full ResNet-50 replicated
+  on 8 CPU devices peak at ~19 GB of host memory, ~5 GB without (measured,
+  jaxlib 0.10.2); it runs once, so its speed does not matter.
+  """
   return jax.jit(lambda: initial_state(config, model, tx),
-                 out_shardings=sharding.replicated(mesh))()
+                 out_shardings=sharding.replicated(mesh),
+                 compiler_options=xla_flags.without_cpu_flags())()
 
 
 def abstract_train_state(config, model, tx, mesh):
