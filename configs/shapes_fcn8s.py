@@ -13,8 +13,9 @@ at-once net). The 100-pixel padding makes every 128-pixel crop a 326-pixel
 conv1 input: 3.2 GFLOP per training image, 2.6 images/s on the shared
 2-core CPU (`python -m benchmarks.train_step --config configs/shapes_fcn8s.py`,
 2026-12-02; 1.1 images/s at 1/4 width, 1.5 with atrous_impl 'auto'), so
-shapes.py's 1,400 steps of 8 take about 70 minutes. Its val mIoU at the
-comparison's budget is in README's model zoo (benchmarks/compare.py).
+shapes.py's 1,400 steps of 8 take about 70 minutes (5-6 images/s in the
+comparison run). Val mIoU after them: 0.7155, 0.7999 with the CRF
+(`python -m benchmarks.compare --output runs/compare1400`, 2026-12-02).
 `configs/tiny.py:shapes_fcn8s` is it shrunk for tests.
 """
 
