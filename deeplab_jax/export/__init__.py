@@ -86,8 +86,13 @@ class InputSpec:
     return jax.ShapeDtypeStruct(shape, jnp.uint8)
 
 
-def check_request(format_name, spec: InputSpec, atrous_impl):
+def check_request(format_name, spec: InputSpec, atrous_impl, outputs=('logits',)):
   """UserErrors for a format that does not exist or an option it cannot export."""
+  from deeplab_jax.export import serving  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.models import atrous  # pylint: disable=import-outside-toplevel
+  serving.check_outputs(outputs)
+  if atrous_impl not in atrous.IMPLEMENTATIONS:
+    raise UserError(f'--atrous_impl {atrous_impl!r} is not one of {atrous.IMPLEMENTATIONS}')
   if format_name not in FORMATS:
     raise UserError(f'--format {format_name!r} is not one of {sorted(FORMATS)}')
   for name, value in (('batch', spec.batch), ('height', spec.height), ('width', spec.width)):
@@ -117,7 +122,7 @@ def metadata_path(format_name, output):
 
 def read_metadata(path):
   """The metadata of an exported artifact (its file or SavedModel directory)."""
-  for candidate in (path + '.json', os.path.join(path, 'assets.extra', 'deeplab_jax.json')):
+  for candidate in (metadata_path('stablehlo', path), metadata_path('savedmodel', path)):
     if os.path.isfile(candidate):
       with open(candidate) as f:
         return json.load(f)
@@ -133,7 +138,7 @@ def export(config, variables, format_name, output, spec: InputSpec = InputSpec()
   from deeplab_jax import inference  # pylint: disable=import-outside-toplevel
   from deeplab_jax import models  # pylint: disable=import-outside-toplevel
   from deeplab_jax.export import serving  # pylint: disable=import-outside-toplevel
-  check_request(format_name, spec, atrous_impl)
+  check_request(format_name, spec, atrous_impl, outputs)
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.model.atrous_impl = atrous_impl
@@ -171,14 +176,7 @@ def export_checkpoint(config, workdir, format_name, output, step=None,
   import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax import checkpoint  # pylint: disable=import-outside-toplevel
   from deeplab_jax import sharding  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.export import serving  # pylint: disable=import-outside-toplevel
-  from deeplab_jax.models import atrous  # pylint: disable=import-outside-toplevel
-  bad = [name for name in outputs if name not in serving.OUTPUTS]
-  if bad or not outputs:
-    raise UserError(f'--outputs {list(outputs)}: choose from {list(serving.OUTPUTS)}')
-  if atrous_impl not in atrous.IMPLEMENTATIONS:
-    raise UserError(f'--atrous_impl {atrous_impl!r} is not one of {atrous.IMPLEMENTATIONS}')
-  check_request(format_name, spec, atrous_impl)
+  check_request(format_name, spec, atrous_impl, outputs)
   variables, step = checkpoint.load_variables(config, workdir, step,
                                               sharding.make_mesh(jax.devices()[:1]))
   metadata = export(config, jax.device_get(variables), format_name, output, spec, outputs,

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from deeplab_jax import inference
+from deeplab_jax.errors import UserError
 from deeplab_jax.models import resize
 
 BUCKET = 64  # Padded sides step by this: few compilations, sizes divisible by 8.
@@ -51,6 +52,12 @@ def pad_images(images_BxHxWx3, pad_value, align_corners):
   return jax.lax.dynamic_update_slice(canvas, x, (0, 0, 0, 0))
 
 
+def check_outputs(outputs):
+  """A UserError unless `outputs` is a non-empty selection of OUTPUTS."""
+  if not outputs or any(name not in OUTPUTS for name in outputs):
+    raise UserError(f'--outputs {list(outputs)}: choose from {list(OUTPUTS)}')
+
+
 def make_serving_fn(config, model, variables, outputs=('logits', 'labels')):
   """`fn(images_BxHxWx3) -> {name: array}` for `outputs` (of OUTPUTS).
 
@@ -58,9 +65,7 @@ def make_serving_fn(config, model, variables, outputs=('logits', 'labels')):
   float32 BxHxWxC; labels: int32 BxHxW, their argmax; probabilities: the
   softmax of the logits (what the CRF reads).
   """
-  unknown = [name for name in outputs if name not in OUTPUTS]
-  if unknown or not outputs:
-    raise ValueError(f'outputs {list(outputs)}: choose from {list(OUTPUTS)}')
+  check_outputs(outputs)
   options = inference.options_from_config(config)
   pad_value = inference.pad_colour(config.model)
   align = bool(config.model.align_corners)
