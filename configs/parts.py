@@ -253,20 +253,41 @@ def sgd(base_lr, schedule='poly', step_every=2000, step_gamma=0.1, power=0.9,
 
 
 def loss(upsample_logits=False, normalize='image', label_offset=0):
-  """`config.loss` (deeplab_jax/losses.py)."""
+  """`config.loss` (deeplab_jax/losses/; docs/own_data.md for which to use)."""
   l = ml_collections.ConfigDict()
   # True: logits upsampled to the label size; False: labels shrunk
   # (nearest) to the logits' size, as the paper trains.
   l.upsample_logits = upsample_logits
   # 'batch': one mean over the batch's valid pixels; 'image': each image's
   # mean, averaged over images (Caffe's batch 1 x iter_size 10, the VOC
-  # configs'; the PyTorch port's 'batch' per micro-batch of 5).
+  # configs'; the PyTorch port's 'batch' per micro-batch of 5); 'sum': FCN's
+  # undivided sum. Dice and Lovasz: losses/objective.py.
   l.normalize = normalize
   # Pixels dropped at the top and left of the labels before they are shrunk
   # to the score map (loss.upsample_logits False, corners aligned): Caffe's
   # label_shrink `pad_beg`, negated (v1 DeepLab: 1, its score cell j sits on
   # pixel 8 j + 1; the other releases: 0).
   l.label_offset = label_offset
+  # Class weights of the cross-entropy, one per class in index order (e.g.
+  # --config.loss.class_weights=1,4 for a rare foreground); () = all 1.
+  l.class_weights = ()
+  # Or weights computed from the training split's pixel counts at the start
+  # of training (saved in <workdir>/class_weights.json): 'inverse',
+  # 'inverse_sqrt' (scaled so a training pixel weighs 1 on average) or
+  # 'median_frequency' (Eigen & Fergus 2015); '' = none.
+  l.class_balance = ''
+  # OHEM: train on each image's hard pixels only, those whose probability of
+  # their true class is below ohem_threshold, and at least its ohem_min_kept
+  # hardest (mmsegmentation's OHEMPixelSampler rule, per image).
+  l.ohem = False
+  l.ohem_threshold = 0.7
+  l.ohem_min_kept = 10_000
+  # Weights of the loss's terms: cross-entropy, soft Dice and Lovasz-softmax
+  # (for binary and small-object tasks, e.g. ce 1 + dice 1); Dice and
+  # Lovasz average the classes present in the ground truth.
+  l.ce_weight = 1.0
+  l.dice_weight = 0.0
+  l.lovasz_weight = 0.0
   return l
 
 

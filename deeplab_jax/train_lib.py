@@ -35,11 +35,13 @@ from clu import metric_writers
 from jax.experimental import multihost_utils
 
 from deeplab_jax import checkpoint
+from deeplab_jax import losses
 from deeplab_jax import models
 from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step as train_step_lib
 from deeplab_jax.data import input_pipeline
+from deeplab_jax.losses import class_weights
 from deeplab_jax.models import crf_layer
 from deeplab_jax.errors import UserError
 
@@ -208,7 +210,8 @@ def train_and_evaluate(config, workdir, mesh=None):
   start_position = _start_position(config, saved_data, start_step, local_batch_size)
   batches = iter(input_pipeline.train_iterator(
       config, builder, local_batch_size, start_position=start_position))
-  train_step = train_step_lib.make_train_step(config, model, tx, schedule, mesh)
+  objective = losses.from_config(config, class_weights.resolve(config, builder, workdir))
+  train_step = train_step_lib.make_train_step(config, model, tx, schedule, mesh, objective)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:

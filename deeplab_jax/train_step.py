@@ -117,19 +117,24 @@ def all_finite(tree):
                             for x in jax.tree_util.tree_leaves(tree)]))
 
 
-def make_train_step(config, model, tx, schedule, mesh):
+def make_train_step(config, model, tx, schedule, mesh, objective=None):
   """Returns jitted `step(state, batch) -> (state, metrics)` over the mesh.
 
-  One call is one optimizer update on the global batch. With
+  One call is one optimizer update on the global batch. The loss is
+  `objective` (default `losses.from_config(config)`; train_lib passes one
+  with class weights computed from the training split). With
   `config.grad_accum_steps` K > 1 the batch is processed as K micro-batches
   of batch_size / K (a `lax.scan`: activations for one micro-batch at a
-  time) and their gradients summed, each micro-batch's loss weighted by its
-  share of the batch's valid pixels (of its images, 1 / K, with
-  `loss.normalize='image'`), so loss and gradients equal the whole
-  batch's (up to float summation order). Not equal with BatchNorm in 'train'
-  mode: its statistics are each micro-batch's, and its moving averages
-  advance once per micro-batch (as Caffe's iter_size does); dropout masks
-  differ too (one key per micro-batch).
+  time). Each micro-batch's loss sums (`losses.batch_sums`: cross-entropy,
+  weights, Dice and Lovasz terms, all adding up over images) are weighted by
+  the whole batch's d loss / d sums and their gradients summed, so loss and
+  gradients equal the whole batch's (up to float summation order) for every
+  loss option; where those weights depend on the network's output (OHEM or
+  Dice with 'batch' normalisation) a forward-only pass over the
+  micro-batches computes the batch's sums first. Not equal with BatchNorm in
+  'train' mode: its statistics are each micro-batch's, and its moving
+  averages advance once per micro-batch (as Caffe's iter_size does); dropout
+  masks differ too (one key per micro-batch).
 
   metrics: 'loss', 'learning_rate', 'valid_pixels', and 'finite' (loss and
   every gradient finite; a device bool, fetched by the loop only when it
@@ -142,9 +147,7 @@ def make_train_step(config, model, tx, schedule, mesh):
   """
   base_rng = jax.random.key(config.seed + 1)
   accum = config.get('grad_accum_steps', 1)
-  normalize = config.loss.get('normalize', 'batch')
-  if normalize not in losses.NORMALIZE:
-    raise UserError(f'loss.normalize={normalize!r} is not one of {losses.NORMALIZE}')
+  objective = losses.from_config(config) if objective is None else objective
   check_grad_accum(config, mesh)
   zero_padding = config.input.get('resize', 'aligned') == 'caffe'
   label_offset = losses.check_label_offset(config.loss, config.model.align_corners)
@@ -160,11 +163,9 @@ def make_train_step(config, model, tx, schedule, mesh):
 
   def whole_batch_grads(state, batch, rng):
     def loss_fn(params):
-      logits, updates = forward(params, state.batch_stats, batch['image'], rng,
-                                padding_mask(batch))
-      loss, num_valid = losses.total_loss(
-          logits, batch['label'], config.loss.upsample_logits,
-          config.model.align_corners, config.dataset.ignore_label, normalize)
+      outputs, updates = forward(params, state.batch_stats, batch['image'], rng,
+                                 padding_mask(batch))
+      loss, num_valid = losses.loss_and_valid(objective, outputs, batch['label'])
       return loss, (updates.get('batch_stats', {}), num_valid)
 
     (loss, (batch_stats, num_valid)), grads = jax.value_and_grad(
@@ -176,43 +177,48 @@ def make_train_step(config, model, tx, schedule, mesh):
     labels = split_micro_batches(batch['label'], accum, mesh)
     valid = padding_mask(batch)
     valid = None if valid is None else split_micro_batches(valid, accum, mesh)
-    # Valid pixels of the WHOLE batch per output map (MSC: one per scale),
-    # from the labels alone: the normaliser of the whole batch's loss.
-    shapes, _ = jax.eval_shape(forward, state.params, state.batch_stats,
-                               images[0], rng)
-    shapes = shapes if isinstance(shapes, (list, tuple)) else [shapes]
-    totals = [jnp.sum(losses.loss_labels(batch['label'], s.shape, config.loss.upsample_logits,
-                                         config.model.align_corners)
-                      != config.dataset.ignore_label) for s in shapes]
+    xs = (images, labels, valid, jnp.arange(accum))  # valid None without a mask.
 
-    def micro_loss(params, batch_stats, images, labels, valid, rng):
-      outputs, updates = forward(params, batch_stats, images, rng, valid)
-      outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-      loss = 0.0
-      for out, total in zip(outputs, totals):
-        mean, count = losses.segmentation_loss(
-            out, labels, config.loss.upsample_logits, config.model.align_corners,
-            config.dataset.ignore_label, normalize)
-        # The micro-batch's share: of the valid pixels, or of the images.
-        share = count / jnp.maximum(total, 1) if normalize == 'batch' else 1.0 / accum
-        share = 1.0 if normalize == 'sum' else share  # Sums add up (FCN's unnormalised loss).
-        loss = loss + mean * share
-      return loss, updates.get('batch_stats', batch_stats)
+    def micro_sums(params, batch_stats, images_k, labels_k, valid_k, k):
+      outputs, updates = forward(params, batch_stats, images_k, jax.random.fold_in(rng, k),
+                                 valid_k)
+      return (losses.batch_sums(objective, outputs, labels_k),
+              updates.get('batch_stats', batch_stats))
 
-    def body(carry, xs):
-      grads, loss, batch_stats = carry
-      images_k, labels_k, valid_k, k = xs  # valid_k None without a mask.
-      (loss_k, batch_stats), grads_k = jax.value_and_grad(micro_loss, has_aux=True)(
-          state.params, batch_stats, images_k, labels_k, valid_k,
-          jax.random.fold_in(rng, k))
+    first = jax.tree_util.tree_map(lambda x: x[0], xs)
+    zero_sums = jax.tree_util.tree_map(
+        lambda x: jnp.zeros(x.shape, x.dtype),
+        jax.eval_shape(micro_sums, state.params, state.batch_stats, *first)[0])
+    if objective.needs_statistics_pass:
+      # d loss / d sums depends on the batch's sums (OHEM's kept pixels, the
+      # batch's Dice): a forward pass over the micro-batches computes them.
+      def sums_body(total, xs_k):
+        return losses.add_sums(total, micro_sums(state.params, state.batch_stats, *xs_k)[0]), None
+      batch_totals, _ = jax.lax.scan(sums_body, zero_sums, xs)
+    else:
+      outputs, _ = jax.eval_shape(forward, state.params, state.batch_stats, images[0], rng)
+      shapes = [o.shape for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+      batch_totals = losses.label_sums(objective, shapes, batch['label'])
+    cotangent = jax.grad(lambda sums: losses.finalize(objective, sums))(batch_totals)
+
+    def micro_loss(params, batch_stats, *xs_k):
+      sums_k, batch_stats = micro_sums(params, batch_stats, *xs_k)
+      dot = sum(jnp.vdot(cotangent[m][key], value)
+                for m, sums in enumerate(sums_k) for key, value in sums.items())
+      return dot, (sums_k, batch_stats)
+
+    def body(carry, xs_k):
+      grads, total, batch_stats = carry
+      (_, (sums_k, batch_stats)), grads_k = jax.value_and_grad(micro_loss, has_aux=True)(
+          state.params, batch_stats, *xs_k)
       grads = jax.tree_util.tree_map(jnp.add, grads, grads_k)
-      return (grads, loss + loss_k, batch_stats), None
+      total = losses.add_sums(total, sums_k)
+      return (grads, total, batch_stats), None
 
     zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
-    (grads, loss, batch_stats), _ = jax.lax.scan(
-        body, (zeros, jnp.zeros((), jnp.float32), state.batch_stats),
-        (images, labels, valid, jnp.arange(accum)))
-    return loss, grads, batch_stats, totals[0]
+    (grads, total, batch_stats), _ = jax.lax.scan(
+        body, (zeros, zero_sums, state.batch_stats), xs)
+    return losses.finalize(objective, total), grads, batch_stats, total[0]['valid']
 
   def train_step(state, batch):
     rng = jax.random.fold_in(base_rng, state.step)
@@ -224,7 +230,7 @@ def make_train_step(config, model, tx, schedule, mesh):
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=batch_stats, opt_state=opt_state)
     metrics = {'loss': loss, 'learning_rate': schedule(state.step),
-               'valid_pixels': num_valid,
+               'valid_pixels': num_valid.astype(jnp.int32),
                'finite': jnp.isfinite(loss) & all_finite(grads)}
     return new_state, metrics
 

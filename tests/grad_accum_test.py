@@ -90,6 +90,27 @@ def test_four_micro_batches_of_two_on_two_devices(tiny_config, host_batches, nor
   _assert_tree_close(accum.params, whole.params)
 
 
+# The loss options (tests/loss_options_test.py) through the real step: OHEM
+# and Dice with 'batch' take the statistics pass first, the others weigh the
+# micro-batches by label-only sums; MSC's two maps each with their own sums.
+@pytest.mark.parametrize('normalize, fields', [
+    ('batch', dict(class_weights=(0.5, 1.0, 3.0, 2.0, 1.5), ohem=True, ohem_threshold=0.8,
+                   ohem_min_kept=300, dice_weight=0.5)),
+    ('image', dict(ohem=True, ohem_threshold=0.8, ohem_min_kept=300, lovasz_weight=0.5)),
+])
+def test_loss_options_accumulate_to_the_whole_batch(tiny_config, host_batches, normalize,
+                                                    fields):
+  tiny_config.model.batch_norm = 'frozen'
+  tiny_config.model.input_scales = (1.0, 0.5)
+  tiny_config.loss.normalize = normalize
+  tiny_config.loss.update(fields)
+  whole_losses, whole = _train(tiny_config, host_batches, num_devices=2)
+  tiny_config.grad_accum_steps = 4
+  accum_losses, accum = _train(tiny_config, host_batches, num_devices=2)
+  np.testing.assert_allclose(accum_losses, whole_losses, rtol=RTOL)
+  _assert_tree_close(accum.params, whole.params)
+
+
 def test_micro_batches_that_do_not_split_over_devices_are_a_user_error(tiny_config):
   tiny_config.grad_accum_steps = 2  # 2 x 4 images cannot spread over 8 devices.
   mesh = sharding.make_mesh()

@@ -106,6 +106,11 @@ class Style:
   max_rotation: float = 0.0  # Degrees either way.
   texture_freq: float = 0.15  # Highest grating frequency (radians / pixel).
   radius_range: tuple = (0.22, 0.34)  # Object size, fraction of the short side.
+  # A class made rare in the train split only (val keeps every class's
+  # share, so its IoU can be measured): each object drawn as `rare_class`
+  # stays one with probability `rare_keep`, else becomes another shape.
+  rare_class: int = 0  # 0 = none.
+  rare_keep: float = 1.0
 
 
 def render_example(seed, split, index, style=Style()):
@@ -122,6 +127,8 @@ def render_example(seed, split, index, style=Style()):
   short = min(height, width)
   for _ in range(int(rng.integers(1, style.max_objects + 1))):
     cls = int(rng.integers(1, NUM_CLASSES))
+    if split == 'train' and cls == style.rare_class and rng.random() >= style.rare_keep:
+      cls = int(rng.choice([c for c in range(1, NUM_CLASSES) if c != cls]))
     radius = rng.uniform(*style.radius_range) * short
     cy = rng.uniform(radius * 0.6, height - radius * 0.6)
     cx = rng.uniform(radius * 0.6, width - radius * 0.6)
