@@ -303,6 +303,6 @@ def test_cli_exits_nonzero_on_errors(tmp_path):
       "--config.dataset.class_names=('background','cat','dog')",
       f'--output_dir={tmp_path / "out"}')
   assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
-  assert 'error: 1 label errors' in result.stderr
+  assert 'error: label errors: 1 (see the findings above)' in result.stderr
   assert '**error** `colour_mask`' in result.stdout and _mask(path, 'v0') in result.stdout
   assert os.path.isfile(tmp_path / 'out' / 'report.md')

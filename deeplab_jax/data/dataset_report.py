@@ -197,7 +197,7 @@ def _eval_size_findings(config, stats):
   ids = [s.image_ids[i] for i in big]
   need = f'{int(s.heights.max())},{int(s.widths.max())}'
   return [label_checks.Finding('warning', 'eval_size', (
-      f'{len(ids)} images of {eval_split!r} are larger than input.eval_size='
+      f'these images of {eval_split!r} are larger than input.eval_size='
       f'{config.input.eval_size}: {label_checks.names_text(ids)}; evaluation stops at '
       f'the first of them: set --config.input.eval_size={need} (height,width)'),
       tuple(ids))]

@@ -19,11 +19,13 @@ same input pipelines read it:
     ds = builder.as_dataset(split='val')
 
 Features: `image` (uint8 HxWx3), `segmentation_mask` (uint8 HxWx1: class index
-or 255), `image_id` (the id, text). Every example is checked while the
-dataset is prepared; a missing file, an unreadable image, an RGB mask, a mask
-whose size differs from its image's, or a mask value that is neither a class
-(0 to len(class_names) - 1) nor 255 stops the build with a UserError naming
-the file(s).
+or 255), `image_id` (the id, text). Before anything is written every mask
+is read once and the splits go through `label_checks`: colour masks and
+values neither a class (0 to len(class_names) - 1) nor 255 stop the build
+with one UserError naming all the files; 0/255-only masks, mostly void masks
+and classes missing from 'train' are logged as warnings. A missing file, an
+unreadable image or a mask whose size differs from its image's stops it too.
+A stopped build leaves nothing (TFDS writes to a temporary directory).
 
 Images are stored as they are (the JPEG or PNG bytes of the file: no second
 JPEG compression, formats may be mixed; decoding recognises the format from

@@ -44,8 +44,8 @@ def main():
   print(result.markdown)
   print(f'Wrote report.md, statistics.json and grid.png to {output_dir}.')
   if result.errors:
-    sys.exit(f'error: {len(result.errors)} label errors (see above); fix the '
-             'files they name')
+    sys.exit(f'error: label errors: {len(result.errors)} (see the findings above); '
+             'fix the files they name')
 
 
 if __name__ == '__main__':

@@ -113,7 +113,7 @@ def _value_errors(stats, class_names, name) -> list[Finding]:
   found = []
   for what, paths in colour.items():
     found.append(Finding('error', 'colour_mask', (
-        f'{len(paths)} masks look like colour masks ({what}s), not class indices: '
+        f'these look like colour masks ({what}s), not class indices: '
         f'{names_text(paths)}; convert them with the colour -> index snippet in {DOCS} '
         '(or save each as a greyscale PNG whose pixel value is the class index, '
         f'{void} = void)'), tuple(paths)))
@@ -121,7 +121,7 @@ def _value_errors(stats, class_names, name) -> list[Finding]:
     paths = list(colour_values)
     example = sorted({v for vs in colour_values.values() for v in vs})[:8]
     found.append(Finding('error', 'colour_values', (
-        f'{len(paths)} masks hold values that look like colours (or their grey levels), '
+        'these masks hold values that look like colours (or their grey levels), '
         f'not class indices 0-{c - 1}: {names_text(paths)} (values such as {example}); '
         'they were probably saved or converted from colour masks: write each pixel\'s '
         f'class index instead (colour -> index snippet in {DOCS})'), tuple(paths)))
@@ -131,7 +131,7 @@ def _value_errors(stats, class_names, name) -> list[Finding]:
     paths = list(stray)
     found.append(Finding('error', 'shifted_ids', (
         f'class ids look shifted by one: no mask has a pixel of class 0 '
-        f'({class_names[0]!r}) and {len(paths)} masks hold {c}, one past the last class '
+        f'({class_names[0]!r}) and these masks hold {c}, one past the last class '
         f'(0-{c - 1}): {names_text(paths)}; if your ids start at 1, subtract 1 '
         f'(m = np.where(m == {void}, {void}, m - 1)), or if 0 is a class no mask uses, '
         'add its name first in class_names'), tuple(paths)))
@@ -139,7 +139,7 @@ def _value_errors(stats, class_names, name) -> list[Finding]:
     paths = [f'{path} (values {values})' for path, values in stray.items()]
     high = max(stray_values)
     found.append(Finding('error', 'out_of_range', (
-        f'{len(paths)} masks have values neither a class (0-{c - 1}) nor {void} (void): '
+        f'these masks have values neither a class (0-{c - 1}) nor {void} (void): '
         f'{names_text(paths)}; if they are classes, set num_classes to {high + 1} and '
         f'name them in class_names; if they are void, set them to {void} '
         f'(m[(m >= {c}) & (m != {void})] = {void})'), tuple(stray)))
@@ -173,7 +173,7 @@ def _binary_void(stats, name) -> list[Finding]:
       paths = [name(split, s.image_ids[i]) for i in rows]
       shown = [f'{p} ({share[i]:.0%} void)' for p, i in zip(paths, rows)]
       found.append(Finding('warning', 'binary_void', (
-          f'{len(paths)} masks of split {split!r} hold only 0 and {void}, with '
+          f'these masks of split {split!r} hold only 0 and {void}, with '
           f'{BINARY_VOID_SHARE:.0%} or more void: {names_text(shown)}; {fix}'), tuple(paths)))
   return found
 
@@ -189,7 +189,7 @@ def _mostly_void(stats, name, flagged) -> list[Finding]:
       paths = [name(split, s.image_ids[i]) for i in rows]
       shown = [f'{p} ({share[i]:.0%})' for p, i in zip(paths, rows)]
       found.append(Finding('warning', 'mostly_void', (
-          f'void ({s.ignore_label}) covers more than half of {len(paths)} masks of split '
+          f'void ({s.ignore_label}) covers more than half of these masks of split '
           f'{split!r}: {names_text(shown)}; void pixels are never trained on or scored: if '
           f'{s.ignore_label} marks a class there, write that class\'s index instead'),
           tuple(paths)))
@@ -217,7 +217,8 @@ def _missing_classes(stats, class_names, train_split, name, skip_zero) -> list[F
                  for split, s in stats.items() if split != train_split}
     elsewhere = {split: paths for split, paths in elsewhere.items() if paths}
     if elsewhere:
-      where = '; '.join(f'{split!r} has it in {len(p)} masks: {names_text(p)}'
+      where = '; '.join(f'{split!r} has it in {len(p)} mask{"s" * (len(p) > 1)}: '
+                        f'{names_text(p)}'
                         for split, p in elsewhere.items())
       found.append(Finding('warning', 'class_not_in_train', (
           f'{label} has no pixel in the training split {train_split!r} but occurs '
