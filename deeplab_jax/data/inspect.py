@@ -4,7 +4,8 @@
     python -m deeplab_jax.data.inspect --config configs/voc_aspp.py \\
         --config.dataset.name=segmentation_folder --config.dataset.builder_config=mine \\
         --config.dataset.folder=~/my_data --config.dataset.num_classes=3 \\
-        "--config.dataset.class_names=('background','cat','dog')" --split train --split val
+        "--config.dataset.class_names=('background','cat','dog')" \\
+        --config.dataset.train_split=train --config.dataset.eval_split=val
 
 Prints a Markdown report (images and sizes per split, each class's share of
 the pixels and the images it occurs in, void, then the warnings and errors
