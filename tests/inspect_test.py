@@ -192,6 +192,16 @@ def test_values_beyond_the_classes(tmp_path):
   assert 'set num_classes to 4' in f.message and 'set them to 255' in f.message
 
 
+def test_more_ids_than_classes_are_not_colours(tmp_path):
+  path = str(tmp_path / 'd')
+  five = _clean_mask(0)
+  five[(five == 1) | (five == 2)] += 2  # 0, 3, 4: five classes where 3 are configured.
+  _write(path, {'t0': five})
+  f = _one(_findings(path), 'out_of_range')
+  assert _mask(path, 't0') + ' (values [3, 4])' in f.message
+  assert 'set num_classes to 5' in f.message
+
+
 def test_ids_shifted_by_one(tmp_path):
   path = str(tmp_path / 'd')
   shifted = {i: np.where(_clean_mask(n) == 255, 255, _clean_mask(n) + 1).astype(np.uint8)

@@ -35,6 +35,8 @@ from deeplab_jax.errors import UserError
 NAMES_SHOWN = 5  # Files named in a message before "and N more".
 BINARY_VOID_SHARE = 0.2  # A 0/255 mask with this much void is suspicious ...
 MOSTLY_VOID_SHARE = 0.5  # ... and any mask with more than this.
+COLOUR_GAP = 4  # Stray values at least this far apart look like colours ...
+MANY_VALUES = 16  # ... as do more stray values than this in one mask.
 DOCS = 'docs/datasets.md, "Inspecting a dataset"'
 
 
@@ -61,11 +63,15 @@ def _values(row: np.ndarray, num_classes: int, ignore_label: int) -> list[int]:
 
 def _looks_like_colours(values: list[int], row: np.ndarray, num_classes: int,
                         ignore_label: int) -> bool:
-  """Stray values that outnumber the classes in the mask, or more distinct
-  values than there are classes: colours (or their grey levels), not ids."""
+  """Whether a mask's stray `values` look like colours (or their grey levels)
+  rather than ids beyond the class list: at least as many as the classes in
+  the mask and spread out (every gap between the mask's values >= 4: 0, 38,
+  75 or 0, 128, 192, not 0, 1, 2, 3, 4), or very many (anti-aliased edges)."""
   classes = int(row[:num_classes].sum())
-  distinct = len(values) + classes
-  return len(values) >= 2 and (len(values) >= classes or distinct > num_classes)
+  held = np.asarray(sorted(set(np.flatnonzero(row[:num_classes]).tolist()) | set(values)))
+  spread = held.size < 2 or int(np.diff(held).min()) >= COLOUR_GAP
+  return len(values) >= 2 and ((len(values) >= classes and spread)
+                               or len(values) > MANY_VALUES)
 
 
 def check(stats: dict, class_names: Sequence[str], train_split: str | None = 'train',
