@@ -61,8 +61,7 @@ def _values(row: np.ndarray, num_classes: int, ignore_label: int) -> list[int]:
   return [int(v) for v in np.flatnonzero(row) if v >= num_classes and v != ignore_label]
 
 
-def _looks_like_colours(values: list[int], row: np.ndarray, num_classes: int,
-                        ignore_label: int) -> bool:
+def _looks_like_colours(values: list[int], row: np.ndarray, num_classes: int) -> bool:
   """Whether a mask's stray `values` look like colours (or their grey levels)
   rather than ids beyond the class list: at least as many as the classes in
   the mask and spread out (every gap between the mask's values >= 4: 0, 38,
@@ -114,7 +113,7 @@ def _value_errors(stats, class_names, name) -> list[Finding]:
       values = _values(row, c, void)
       if not values:
         continue
-      target = colour_values if _looks_like_colours(values, row, c, void) else stray
+      target = colour_values if _looks_like_colours(values, row, c) else stray
       target[name(split, image_id)] = values
   found = []
   for what, paths in colour.items():
