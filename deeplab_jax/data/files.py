@@ -40,9 +40,12 @@ def read_index_png(data: bytes, name: str) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as mask:
       mode = mask.mode
       if mode not in ('P', 'L'):
+        what = ('it looks like a colour mask: convert it to ' if mode in ('RGB', 'RGBA')
+                else 'save it as ')
         raise UserError(
-            f'segmentation mask {name} is a {mode!r} PNG; expected a palette '
-            "('P') or greyscale ('L') PNG whose pixel values are class indices")
+            f'segmentation mask {name} is a {mode!r} PNG; {what}a palette '
+            "('P') or greyscale ('L') PNG whose pixel values are class indices "
+            '(docs/datasets.md, "Inspecting a dataset")')
       return np.asarray(mask, np.uint8)
   except UserError:
     raise

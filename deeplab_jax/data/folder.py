@@ -19,11 +19,13 @@ same input pipelines read it:
     ds = builder.as_dataset(split='val')
 
 Features: `image` (uint8 HxWx3), `segmentation_mask` (uint8 HxWx1: class index
-or 255), `image_id` (the id, text). Every example is checked while the
-dataset is prepared; a missing file, an unreadable image, an RGB mask, a mask
-whose size differs from its image's, or a mask value that is neither a class
-(0 to len(class_names) - 1) nor 255 stops the build with a UserError naming
-the file(s).
+or 255), `image_id` (the id, text). Before anything is written every mask
+is read once and the splits go through `label_checks`: colour masks and
+values neither a class (0 to len(class_names) - 1) nor 255 stop the build
+with one UserError naming all the files; 0/255-only masks, mostly void masks
+and classes missing from 'train' are logged as warnings. A missing file, an
+unreadable image or a mask whose size differs from its image's stops it too.
+A stopped build leaves nothing (TFDS writes to a temporary directory).
 
 Images are stored as they are (the JPEG or PNG bytes of the file: no second
 JPEG compression, formats may be mixed; decoding recognises the format from
@@ -55,6 +57,8 @@ import tensorflow_datasets as tfds
 
 from deeplab_jax.data import datasets
 from deeplab_jax.data import files
+from deeplab_jax.data import label_checks
+from deeplab_jax.data import statistics
 from deeplab_jax.errors import UserError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -94,30 +98,66 @@ class SegmentationFolder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
-    folder = self.builder_config.folder
-    images = _image_files(folder)
-    masks_dir = _subfolder(folder, 'masks')
-    splits = {}
-    for split, (list_path, ids) in _split_lists(folder).items():
-      pairs = []
-      for image_id in ids:
-        image = images.get(image_id)
-        mask = os.path.join(masks_dir, image_id + '.png')
-        if image is None or not os.path.isfile(mask):
-          image_text = (f'{image} is there' if image else os.path.join(
-              folder, 'images', image_id) + '.{jpg,jpeg,png} is missing')
-          mask_text = f'{mask} is {"there" if os.path.isfile(mask) else "missing"}'
-          raise UserError(f'{list_path} lists {image_id!r}: image {image_text}, '
-                          f'mask {mask_text}; add the missing file or remove '
-                          'the id from the list')
-        pairs.append((image_id, image, mask))
-      splits[split] = self._generate_examples(pairs)
-    return splits
+    cfg = self.builder_config
+    splits = split_files(cfg.folder)
+    # A first read of every mask: all label mistakes at once, before writing.
+    stats = {split: mask_statistics(split, pairs, len(cfg.class_names))
+             for split, pairs in splits.items()}
+    label_checks.log_or_raise(label_checks.check(
+        stats, cfg.class_names, name=_mask_namer(cfg.folder)))
+    return {split: self._generate_examples(pairs) for split, pairs in splits.items()}
 
   def _generate_examples(self, pairs):
     num_classes = len(self.builder_config.class_names)
     for image_id, image_path, mask_path in pairs:
       yield image_id, _example(image_id, image_path, mask_path, num_classes)
+
+
+def split_files(folder: str) -> dict[str, list[tuple[str, str, str]]]:
+  """split -> [(id, image path, mask path)] of every listed id, checked to exist."""
+  images = _image_files(folder)
+  masks_dir = _subfolder(folder, 'masks')
+  splits = {}
+  for split, (list_path, ids) in _split_lists(folder).items():
+    pairs = []
+    for image_id in ids:
+      image = images.get(image_id)
+      mask = os.path.join(masks_dir, image_id + '.png')
+      if image is None or not os.path.isfile(mask):
+        image_text = (f'{image} is there' if image else os.path.join(
+            folder, 'images', image_id) + '.{jpg,jpeg,png} is missing')
+        mask_text = f'{mask} is {"there" if os.path.isfile(mask) else "missing"}'
+        raise UserError(f'{list_path} lists {image_id!r}: image {image_text}, '
+                        f'mask {mask_text}; add the missing file or remove '
+                        'the id from the list')
+      pairs.append((image_id, image, mask))
+    splits[split] = pairs
+  return splits
+
+
+def mask_statistics(split: str, pairs, num_classes: int,
+                    ignore_label: int = files.IGNORE_LABEL):
+  """`statistics.SplitStatistics` of the mask files of `pairs` (`split_files`'s
+  entries), read as they are; RGB(A) masks are recorded as colour masks."""
+  accumulator = statistics.Accumulator(num_classes, ignore_label)
+  for image_id, _, mask_path in pairs:
+    with open(mask_path, 'rb') as f:
+      data = f.read()
+    try:
+      with Image.open(io.BytesIO(data)) as mask:
+        mode, (width, height) = mask.mode, mask.size
+    except Exception as e:  # PIL raises several types for bad files.
+      raise UserError(f'cannot read segmentation mask {mask_path}: {e}') from e
+    if mode in ('RGB', 'RGBA'):
+      accumulator.add_colour_mask(image_id, height, width, f'{mode!r} PNG')
+    else:
+      accumulator.add(image_id, files.read_index_png(data, mask_path))
+  return accumulator.result(split)
+
+
+def _mask_namer(folder):
+  masks_dir = os.path.join(folder, 'masks')
+  return lambda split, image_id: os.path.join(masks_dir, image_id + '.png')
 
 
 def _subfolder(folder: str, name: str) -> str:
