@@ -6,6 +6,7 @@ the sums of micro-batches giving the whole batch's loss and gradient.
 """
 
 import itertools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -273,3 +274,29 @@ def test_config_gives_the_objective():
   assert objective.needs_statistics_pass
   balanced = losses.from_config(_config(class_balance='inverse'), class_weights=(1, 2, 3))
   assert balanced.class_weights == (1.0, 2.0, 3.0) and not balanced.needs_statistics_pass
+
+
+def test_class_balance_from_the_training_split_is_saved_and_reused(tiny_config, tiny_builder,
+                                                                 tmp_path):
+  from deeplab_jax.data import input_pipeline  # pylint: disable=import-outside-toplevel
+  tiny_config.loss.class_balance = 'median_frequency'
+  weights = class_weights.resolve(tiny_config, tiny_builder, str(tmp_path))
+  # Independently: every training mask, counted with numpy.
+  num_classes = tiny_config.dataset.num_classes
+  counts, present = np.zeros(num_classes), np.zeros(num_classes)
+  for example in input_pipeline.tfds.as_numpy(tiny_builder.as_dataset(split='train')):
+    mask = example['segmentation_mask'][..., 0]
+    hist = np.bincount(mask.ravel(), minlength=256)[:num_classes]
+    counts += hist
+    present += (hist > 0) * mask.size
+  freq = np.where(counts > 0, counts / np.maximum(present, 1), np.nan)
+  expected = np.where(counts > 0, np.nanmedian(freq) / freq, 0.0)
+  np.testing.assert_allclose(weights, expected, rtol=1e-12)
+  assert len(set(np.round(weights, 6))) > 2  # Not all equal.
+  saved = json.loads((tmp_path / class_weights.FILE_NAME).read_text())
+  assert saved['rule'] == 'median_frequency' and saved['pixel_counts'] == counts.tolist()
+  saved['weights'] = [7.0] * num_classes  # A resumed run reads the file, not the data.
+  (tmp_path / class_weights.FILE_NAME).write_text(json.dumps(saved))
+  assert class_weights.resolve(tiny_config, tiny_builder, str(tmp_path)) == (7.0,) * num_classes
+  tiny_config.loss.class_balance = 'inverse'  # Another rule: computed again.
+  assert class_weights.resolve(tiny_config, tiny_builder, str(tmp_path)) != (7.0,) * num_classes

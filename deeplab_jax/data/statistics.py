@@ -67,6 +67,13 @@ class SplitStatistics:
   image_void: np.ndarray
   colour_masks: dict[str, str]
 
+  @property
+  def present_image_pixels(self) -> np.ndarray:
+    """(num_classes,) int64: all pixels of the images in which each class
+    occurs (median frequency balancing's denominator, losses/class_weights.py)."""
+    sizes = (self.heights * self.widths).astype(np.int64)
+    return (self.present[:, :self.num_classes] * sizes[:, None]).sum(0).astype(np.int64)
+
   def to_dict(self) -> dict:
     """JSON-ready: counts, shares and sizes (not the per-image value table)."""
     labelled = int(self.pixel_counts.sum())

@@ -82,9 +82,12 @@ def resolve(config, builder, workdir=None):
       return tuple(saved['weights'])
     logging.warning('%s was written for %s, not %s: computing the weights again.',
                     path, {k: saved.get(k) for k in key}, key)
-  from deeplab_jax.data import statistics  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.data import datasets, statistics  # The input pipeline's TF.
+  entry = datasets.lookup(config.dataset.name) or datasets.Dataset(config.dataset.name)
   stats = statistics.split_statistics(builder, config.dataset.train_split,
-                                      config.dataset.num_classes, config.dataset.ignore_label)
+                                      config.dataset.num_classes, config.dataset.ignore_label,
+                                      entry.features)
   weights = from_counts(rule, stats.pixel_counts, stats.present_image_pixels)
   names = config.dataset.class_names or [str(c) for c in range(len(weights))]
   logging.info('Class weights (%s, from %d %s images): %s', rule, stats.num_images,
