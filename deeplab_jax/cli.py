@@ -23,7 +23,8 @@ _CONFIG_ERRORS = (AttributeError, KeyError, OSError, TypeError, ValueError)
 def _parse_flags(argv):
   try:
     rest = flags.FLAGS(argv)
-    flags.FLAGS['config'].value.to_dict()  # Surfaces a deferred loading error now.
+    if 'config' in flags.FLAGS:  # Surfaces a deferred loading error now.
+      flags.FLAGS['config'].value.to_dict()
   except flags.Error as e:
     sys.exit(f'error: {e}\nRun with --help for the flags.')
   except _CONFIG_ERRORS as e:

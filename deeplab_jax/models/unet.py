@@ -39,7 +39,7 @@ Two forms, by `padding`:
            "the missing context is extrapolated by mirroring the input
            image"), to the smallest valid size whose output covers it, and the
            output is cropped back: any size works and the logits are the
-           image's size, as losses.py and inference.py need (both resize the
+           image's size, as losses/ and inference.py need (both resize the
            model's map to the labels / image, which would misplace a smaller,
            centred map). `mirror=False` is the raw network (output smaller
            than the input): for use outside train.py / evaluate.py.
