@@ -159,21 +159,33 @@ def test_best_checkpoint_is_the_highest_val_miou(watched):
   assert summary['mean_iou'] == values[best]
 
 
-def test_evaluate_step_best_command_line(watched, data_dir, tmp_path):
-  _, workdir, _ = watched
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'evaluate.py'),
-       f'--config={os.path.join(ROOT, "configs", "tiny.py")}:shapes', f'--workdir={workdir}',
-       f'--config.dataset.data_dir={data_dir}',
-       '--step=best', f'--output_dir={tmp_path}'],
-      capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+def _cli(script, *args):
+  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
+                        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+
+
+def test_evaluate_and_predict_step_best_command_lines(watched, data_dir, tmp_path):
+  config, workdir, _ = watched
+  common = [f'--config={os.path.join(ROOT, "configs", "tiny.py")}:shapes',
+            f'--workdir={workdir}', f'--config.dataset.data_dir={data_dir}', '--step=best']
+  result = _cli('evaluate.py', *common, f'--output_dir={tmp_path}/eval')
   assert result.returncode == 0, result.stderr[-3000:]
   with open(best_checkpoint.record_path(workdir)) as f:
     record = json.load(f)
-  with open(tmp_path / 'metrics.json') as f:
+  with open(tmp_path / 'eval' / 'metrics.json') as f:
     written = json.load(f)
   assert written['step'] == record['step'] and written['mean_iou'] == record['mean_iou']
   assert '(the best checkpoint)' in result.stdout
+  # predict.py takes --step best too (Segmenter.from_workdir).
+  builder = input_pipeline.get_builder(config.dataset)
+  batch = next(iter(input_pipeline.eval_iterator(config, builder, 'val', 8)))
+  h, w = batch['size'][0]
+  Image.fromarray(batch['image'][0, :h, :w]).save(tmp_path / 'val.png')
+  result = _cli('predict.py', *common, f'--input={tmp_path}/val.png',
+                f'--output={tmp_path}/masks')
+  assert result.returncode == 0, result.stderr[-3000:]
+  with Image.open(tmp_path / 'masks' / 'val.png') as mask:
+    assert mask.size == (w, h) and np.asarray(mask).max() < config.dataset.num_classes
 
 
 def test_a_worse_later_evaluation_keeps_the_best_across_resumes(data_dir, tmp_path):
