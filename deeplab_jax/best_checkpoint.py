@@ -114,9 +114,11 @@ class BestCheckpoint:
 
   def flush(self):
     """Writes best.json (process 0) if the best checkpoint's save has
-    completed since; cheap, called at every progress line."""
+    completed since; cheap, called at every progress line. A save that
+    failed raises its CheckpointWriteError here, and no best.json is written."""
     if self._unwritten is None or self._mngr.is_saving_in_progress():
       return
+    checkpoint.wait(self._mngr, self._unwritten['step'], kept=self._kept())
     if jax.process_index() == 0:
       path = record_path(self.workdir)
       os.makedirs(os.path.dirname(path), exist_ok=True)

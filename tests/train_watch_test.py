@@ -5,13 +5,17 @@ One tiny run evaluates after every step (4 evaluations) with real numbers;
 every evaluation's summary and the variables it scored are recorded by
 wrapping `evaluation.evaluate`, then compared with what the event files,
 best.json and the best checkpoint hold. A second run has its mIoUs scripted
-(the best is not the last) and is resumed twice.
+(the best is not the last) and is resumed twice. Then a failed write of the
+best checkpoint, and a run of two processes.
 """
 
+import errno
 import glob
 import io
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -224,3 +228,59 @@ def test_step_best_without_a_best_checkpoint_is_a_user_error(data_dir, tmp_path)
     checkpoint.resolve_step(str(tmp_path), 'bset')
   assert checkpoint.resolve_step(str(tmp_path), '0') == (str(tmp_path), 0)
   assert best_checkpoint.read_record(str(tmp_path)) is None
+
+
+def test_a_failed_best_write_is_a_checkpoint_write_error(data_dir, tmp_path, monkeypatch):
+  from orbax.checkpoint._src.path import async_path  # pylint: disable=import-outside-toplevel
+  rename = async_path.rename
+
+  async def full_disk(src, dst, *args, **kwargs):
+    if os.sep + os.path.join('best', 'checkpoints') + os.sep in str(dst):
+      raise OSError(errno.ENOSPC, 'No space left on device', str(src))
+    return await rename(src, dst, *args, **kwargs)
+
+  monkeypatch.setattr(async_path, 'rename', full_disk)
+  with pytest.raises(checkpoint.CheckpointWriteError) as info:
+    train_lib.train_and_evaluate(_config(data_dir), str(tmp_path))
+  message = str(info.value)
+  assert 'could not write the checkpoint of step 1' in message
+  assert os.path.join(str(tmp_path), 'best', 'checkpoints') in message
+  assert 'No space left on device' in message and 'training checkpoints' in message
+  assert best_checkpoint.read_record(str(tmp_path)) is None  # Nothing half-written.
+  assert not os.path.exists(best_checkpoint.record_path(str(tmp_path)))
+
+
+def test_two_processes_keep_one_best_checkpoint(data_dir, tmp_path):
+  # Orbax's saves are collective: both processes save (and skip) the same
+  # best checkpoints, or the run would hang; only process 0 writes pictures.
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=re.sub(
+      r'--xla_force_host_platform_device_count=\d+', '', os.environ['XLA_FLAGS'])
+             + ' --xla_force_host_platform_device_count=4')
+  processes = [subprocess.Popen(
+      [sys.executable, 'train.py', '--config=configs/tiny.py:shapes',
+       f'--workdir={tmp_path}', f'--config.dataset.data_dir={data_dir}',
+       '--config.eval_every_steps=2', '--config.eval.trimap_widths=2',
+       f'--coordinator_address=localhost:{port}', '--num_processes=2',
+       f'--process_id={i}'], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+  try:
+    logs = [process.communicate(timeout=300)[1] for process in processes]
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+  for process, err in zip(processes, logs):
+    assert process.returncode == 0, err[-3000:]
+  assert 'eval at step 4: val mIoU' in logs[0] and 'mIoU' in logs[0].split('step 4/4')[1]
+  record = best_checkpoint.read_record(str(tmp_path))
+  with open(best_checkpoint.record_path(str(tmp_path))) as f:
+    assert json.load(f) == record
+  assert record['step'] in (2, 4) and record['num_images'] == 8
+  assert os.listdir(checkpoint.checkpoint_dir(checkpoint.best_dir(str(tmp_path)))) == [
+      str(record['step'])]
+  events = _events(str(tmp_path))
+  assert [s for s, _ in events['eval/mean_iou']] == [2, 4]
+  assert sum(t.startswith('eval/images/') for t in events) == 3  # The default number.
