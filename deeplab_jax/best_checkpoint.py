@@ -63,13 +63,16 @@ class BestCheckpoint:
     self.workdir = workdir
     self.split = split
     self.directory = checkpoint.best_dir(workdir)
-    self.record = read_record(workdir)
+    # Opened before anything is read: the same collective calls on every
+    # process, whatever another one has created meanwhile.
+    self._mngr = checkpoint.manager(self.directory, max_to_keep=1)
+    step = self._mngr.latest_step()
+    self.record = None if step is None else checkpoint.restore_data(self._mngr, step)
     if self.record is not None and self.record.get('split') != split:
       logging.warning('The best checkpoint in %s (step %d) was scored on split %r, this run '
                       'evaluates %r: the next evaluation replaces it.', self.directory,
                       self.record['step'], self.record.get('split'), split)
       self.record = None
-    self._mngr = checkpoint.manager(self.directory, max_to_keep=1)
     self._unwritten = None  # A record whose checkpoint is still being saved.
     if self.record is not None:
       logging.info('Best so far: val %s %.4f at step %d (%s).', METRIC,

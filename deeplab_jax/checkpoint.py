@@ -121,22 +121,21 @@ def _os_error(exc):
 
 
 def _write_error(mngr, step, exc, kept=None):
+  """The CheckpointWriteError for `exc` (None if no OSError caused it); `kept`:
+  what is left (default: the latest checkpoint, which the same command resumes from)."""
   os_error = _os_error(exc)
   if os_error is None:
     return None
   reason = os_error.strerror or str(os_error)
   where = f' ({os_error.filename})' if os_error.filename else ''
-  if kept is not None:
-    return CheckpointWriteError(
-        f'could not write the checkpoint of step {step} to {mngr.directory}: '
-        f'{reason}{where}. Free disk space or make the directory writable; {kept}.')
-  try:
-    last = manager(os.path.dirname(str(mngr.directory)), read_only=True).latest_step()
-  except Exception:  # pylint: disable=broad-except  # Only for the message.
-    last = None
-  kept = (f'the checkpoint of step {last} is complete and untouched, and running the '
-          'same command again resumes from it' if last is not None else
-          'no earlier checkpoint exists')
+  if kept is None:
+    try:
+      last = manager(os.path.dirname(str(mngr.directory)), read_only=True).latest_step()
+    except Exception:  # pylint: disable=broad-except  # Only for the message.
+      last = None
+    kept = (f'the checkpoint of step {last} is complete and untouched, and running the '
+            'same command again resumes from it' if last is not None else
+            'no earlier checkpoint exists')
   return CheckpointWriteError(
       f'could not write the checkpoint of step {step} to {mngr.directory}: '
       f'{reason}{where}. Free disk space or make the directory writable; {kept}.')
