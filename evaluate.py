@@ -4,6 +4,7 @@
     python evaluate.py --config configs/voc_aspp.py --workdir runs/voc_aspp --crf
     python evaluate.py --config configs/voc_aspp.py --workdir runs/voc_aspp \\
         --config.eval.scales=0.5,0.75,1.0,1.25,1.5 --config.eval.flip=True
+    python evaluate.py --config configs/shapes.py --workdir runs/shapes --step best
 
 Prints a Markdown report (per-class IoU, mIoU, pixel / mean class accuracy,
 frequency-weighted IoU, boundary-band mIoU; before and after the CRF with
@@ -25,7 +26,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'The training run (or converted weights) directory.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+_STEP = flags.DEFINE_string(
+    'step', 'latest', "Checkpoint: a step number, 'latest' or 'best' (the best val mIoU "
+    'kept by training with --config.eval_every_steps).')
 _SPLIT = flags.DEFINE_string('split', None, 'Split (default: config.dataset.eval_split).')
 _CRF = flags.DEFINE_bool(
     'crf', None, 'Also score after the dense CRF (config.crf parameters, '

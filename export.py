@@ -25,7 +25,9 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A run or converted-weights directory.')
 _FORMAT = flags.DEFINE_enum('format', None, sorted(export_lib.FORMATS), 'Export format.')
 _OUTPUT = flags.DEFINE_string('output', None, 'File (stablehlo, onnx) or folder (savedmodel).')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+_STEP = flags.DEFINE_string(
+    'step', 'latest', "Checkpoint: a step number, 'latest' or 'best' (the best val mIoU "
+    'kept by training with --config.eval_every_steps).')
 _BATCH = flags.DEFINE_integer('batch', None, 'Fixed batch size (default: symbolic).')
 _HEIGHT = flags.DEFINE_integer('height', None, 'Fixed image height (default: symbolic).')
 _WIDTH = flags.DEFINE_integer('width', None, 'Fixed image width (default: symbolic).')

@@ -26,7 +26,9 @@ _INPUT = flags.DEFINE_list('input', None, 'Image files and/or folders of images.
 _OUTPUT = flags.DEFINE_string('output', None, 'Folder the masks are written to.')
 _CRF = flags.DEFINE_bool('crf', False, 'Refine with the dense CRF (config.crf).')
 _OVERLAYS = flags.DEFINE_bool('overlays', True, 'Also write <name>_overlay.png.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+_STEP = flags.DEFINE_string(
+    'step', 'latest', "Checkpoint: a step number, 'latest' or 'best' (the best val mIoU "
+    'kept by training with --config.eval_every_steps).')
 flags.mark_flags_as_required(['config', 'workdir', 'input', 'output'])
 
 

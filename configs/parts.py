@@ -323,6 +323,10 @@ def evaluation():
   e.num_overlays = 8  # Colour overlays (image | prediction | ground truth) of the first N images.
   e.save_predictions = False  # Every prediction as a VOC palette PNG (test-server format).
   e.save_logits = 0  # Save the first N images' logits (float16, image size) for CRF re-runs; -1 = all.
+  # Evaluation during training (config.eval_every_steps): the first N val
+  # images as image | prediction | ground truth strips in TensorBoard, every
+  # evaluation (0 = none; the scalars and the best checkpoint regardless).
+  e.num_tensorboard_images = 3
   # CRF parameter search (python -m deeplab_jax.crf.search): grid over w1,
   # sigma_alpha, sigma_beta on saved logits, coarse then fine (the papers').
   e.search_images = 100  # Held-out images the search scores.

@@ -9,6 +9,14 @@ multi-host run), so a crash, a kill or a full disk during a save leaves the
 previous checkpoint as the latest readable one. Checkpoints of older versions
 (only `default`) restore as before. `load_variables` reads a checkpoint's
 variables for evaluation and prediction, checked against the config's model.
+
+Training with evaluation (`config.eval_every_steps`) also keeps the best
+checkpoint by val mIoU in `<workdir>/best/checkpoints/<step>/` (variables
+only, `best_checkpoint.py`), a directory of the same layout, out of reach of
+`max_checkpoints_to_keep`. Wherever a step is accepted (evaluate.py,
+predict.py, export.py `--step`, `Segmenter.from_workdir`, `load_variables`)
+it may be an integer, 'latest' (None) or 'best': `resolve_step` says where
+that checkpoint lies.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from deeplab_jax import variables_tree
 from deeplab_jax.errors import UserError
 
 STATE, DATA = 'default', 'data'
+LATEST, BEST = 'latest', 'best'  # The step names `resolve_step` accepts besides integers.
 
 
 class CheckpointWriteError(UserError):
@@ -30,7 +39,66 @@ class CheckpointWriteError(UserError):
 
 
 def checkpoint_dir(workdir):
+  """`<workdir>/checkpoints`: where the orbax manager keeps one folder per step."""
   return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+def best_dir(workdir):
+  """`<workdir>/best`: the best checkpoint's run-like directory (its own
+  `checkpoints/<step>`, and `best.json`), written by `best_checkpoint.py`."""
+  return os.path.join(os.path.abspath(workdir), BEST)
+
+
+def _steps(directory):
+  """The sorted steps of `directory`'s checkpoints ([] without any)."""
+  if not os.path.isdir(checkpoint_dir(directory)):
+    return []
+  mngr = manager(directory, read_only=True)
+  steps = sorted(mngr.all_steps())
+  mngr.close()
+  return steps
+
+
+def resolve_step(workdir, step=None):
+  """(directory, step) of the checkpoint `step` names in `workdir`.
+
+  `step`: None or 'latest' (the newest of `<workdir>/checkpoints`), an int or
+  a string of digits (that step), or 'best' (the best by val mIoU,
+  `<workdir>/best/checkpoints`). `directory` is a run-like directory
+  (`checkpoint_dir(directory)` holds the step): `workdir` or
+  `best_dir(workdir)`. Raises UserError for an unknown name, a missing step,
+  a workdir without checkpoints or without a best one.
+  """
+  if isinstance(step, str):
+    name = step.strip().lower()
+    if name in ('', LATEST):
+      step = None
+    elif name.isdigit():
+      step = int(name)
+    elif name != BEST:
+      raise UserError(f"--step must be an integer, 'latest' or 'best', got {step!r}")
+  directory = workdir
+  if step == BEST:
+    directory = best_dir(workdir)
+    steps = _steps(directory)
+    if not steps:
+      raise UserError(
+          f'no best checkpoint in {directory}: training keeps one only while it '
+          f'evaluates; set --config.eval_every_steps=N when training, or pass '
+          f'--step latest (or a step number).')
+    return directory, steps[-1]
+  steps = _steps(workdir)
+  if not steps:
+    raise UserError(
+        f'no checkpoint in {checkpoint_dir(workdir)}; train first with '
+        '`python train.py --config ... --workdir <this workdir>`, or point '
+        '--workdir at a run (or converted weights) that has one.')
+  if step is None:
+    return directory, steps[-1]
+  if int(step) not in steps:
+    raise UserError(f'no checkpoint for step {step} in {checkpoint_dir(workdir)}; '
+                    f'available steps: {steps}')
+  return directory, int(step)
 
 
 def manager(workdir, max_to_keep=2, read_only=False):
@@ -52,30 +120,35 @@ def _os_error(exc):
   return None
 
 
-def _write_error(mngr, step, exc):
+def _write_error(mngr, step, exc, kept=None):
+  """The CheckpointWriteError for `exc` (None if no OSError caused it); `kept`:
+  what is left (default: the latest checkpoint, which the same command resumes from)."""
   os_error = _os_error(exc)
   if os_error is None:
     return None
   reason = os_error.strerror or str(os_error)
   where = f' ({os_error.filename})' if os_error.filename else ''
-  try:
-    last = manager(os.path.dirname(str(mngr.directory)), read_only=True).latest_step()
-  except Exception:  # pylint: disable=broad-except  # Only for the message.
-    last = None
-  kept = (f'the checkpoint of step {last} is complete and untouched, and running the '
-          'same command again resumes from it' if last is not None else
-          'no earlier checkpoint exists')
+  if kept is None:
+    try:
+      last = manager(os.path.dirname(str(mngr.directory)), read_only=True).latest_step()
+    except Exception:  # pylint: disable=broad-except  # Only for the message.
+      last = None
+    kept = (f'the checkpoint of step {last} is complete and untouched, and running the '
+            'same command again resumes from it' if last is not None else
+            'no earlier checkpoint exists')
   return CheckpointWriteError(
       f'could not write the checkpoint of step {step} to {mngr.directory}: '
       f'{reason}{where}. Free disk space or make the directory writable; {kept}.')
 
 
-def save(mngr, step, state, data=None):
+def save(mngr, step, state, data=None, kept=None):
   """Saves `state` (and the JSON-able dict `data`) at `step`, asynchronously.
 
   Orbax finishes the previous save first, so a failure of that one surfaces
   here; `wait(mngr, step)` surfaces this one's. Write failures (an OSError
-  anywhere in the cause chain) become a CheckpointWriteError.
+  anywhere in the cause chain) become a CheckpointWriteError; `kept`: what
+  its message says is left (default: the manager's latest checkpoint, which
+  running the same command again resumes from).
   """
   items = {STATE: ocp.args.StandardSave(state)}
   if data is not None:
@@ -83,18 +156,19 @@ def save(mngr, step, state, data=None):
   try:
     return mngr.save(step, args=ocp.args.Composite(**items), force=True)
   except Exception as e:  # pylint: disable=broad-except
-    error = _write_error(mngr, step, e)
+    error = _write_error(mngr, step, e, kept)
     if error is None:
       raise
     raise error from e
 
 
-def wait(mngr, step=None):
-  """Waits for the pending save (of `step`, for the message) to finish."""
+def wait(mngr, step=None, kept=None):
+  """Waits for the pending save (of `step`, for the message) to finish;
+  `kept` as in `save`."""
   try:
     mngr.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
-    error = _write_error(mngr, 'pending' if step is None else step, e)
+    error = _write_error(mngr, 'pending' if step is None else step, e, kept)
     if error is None:
       raise
     raise error from e
@@ -145,18 +219,17 @@ def restore_data(mngr, step=None):
 
 
 def restore_variables(workdir, step=None):
-  """{'params', 'batch_stats'} of `workdir`'s latest (or `step`) checkpoint, as
-  saved (host arrays), whatever optimizer state it holds: initial weights for
-  another run (`--config.init_from`), e.g. converted official weights.
+  """{'params', 'batch_stats'} of `workdir`'s latest (or `step`, any name
+  `resolve_step` takes) checkpoint, as saved (host arrays), whatever
+  optimizer state it holds: initial weights for another run
+  (`--config.init_from`), e.g. converted official weights.
   """
-  if not os.path.isdir(checkpoint_dir(workdir)):
+  if not os.path.isdir(checkpoint_dir(workdir)) and step != BEST:
     raise UserError(f'no checkpoints in {workdir} (expected {checkpoint_dir(workdir)}/<step>); '
                     'convert weights with `python -m deeplab_jax.convert ... --output DIR` '
                     'or train a run there first')
-  mngr = manager(workdir, read_only=True)
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    raise UserError(f'no checkpoint in {mngr.directory}')
+  directory, step = resolve_step(workdir, step)
+  mngr = manager(directory, read_only=True)
   state = mngr.restore(step, args=ocp.args.Composite(
       **{STATE: ocp.args.StandardRestore()}))[STATE]
   mngr.close()
@@ -164,7 +237,8 @@ def restore_variables(workdir, step=None):
 
 
 def load_variables(config, workdir, step=None, mesh=None):
-  """(variables replicated on `mesh`, step) of `workdir`'s checkpoint.
+  """(variables replicated on `mesh`, step) of `workdir`'s checkpoint `step`
+  (None / 'latest', an integer or 'best': `resolve_step`).
 
   Works for training runs and converted weights alike (the optimizer state
   is not read). A checkpoint of another model or class count is a UserError
@@ -172,19 +246,8 @@ def load_variables(config, workdir, step=None, mesh=None):
   """
   from deeplab_jax import models  # pylint: disable=import-outside-toplevel
   mesh = sharding.make_mesh() if mesh is None else mesh
-  mngr = manager(workdir, read_only=True)
-  steps = sorted(mngr.all_steps())
-  mngr.close()
-  if not steps:
-    raise UserError(
-        f'no checkpoint in {checkpoint_dir(workdir)}; train first with '
-        '`python train.py --config ... --workdir <this workdir>`, or point '
-        '--workdir at a run (or converted weights) that has one.')
-  step = steps[-1] if step is None else step
-  if step not in steps:
-    raise UserError(f'no checkpoint for step {step} in {checkpoint_dir(workdir)}; '
-                    f'available steps: {steps}')
-  saved = restore_variables(workdir, step)
+  directory, step = resolve_step(workdir, step)
+  saved = restore_variables(directory, step)
   # In jax.tree_util's order (each level's keys sorted), as the model's are.
   have = dict(sorted(variables_tree.shapes(saved).items(), key=lambda kv: kv[0].split('/')))
   classes = config.dataset.num_classes

@@ -117,7 +117,8 @@ class Segmenter:
   @classmethod
   def from_workdir(cls, config, workdir, step=None, devices=None, batch_size=8):
     """A checkpoint (training run or converted weights) of `config` (a
-    ConfigDict or a path to a config file), on `devices` (default: all)."""
+    ConfigDict or a path to a config file), on `devices` (default: all);
+    `step`: None / 'latest', a step number or 'best' (checkpoint.resolve_step)."""
     import jax  # pylint: disable=import-outside-toplevel
     from deeplab_jax import checkpoint  # pylint: disable=import-outside-toplevel
     from deeplab_jax import crf as crf_lib  # pylint: disable=import-outside-toplevel

@@ -18,11 +18,15 @@ anyway (log lines) and before every checkpoint, so no step waits for the
 host, and no checkpoint ever holds a state after a non-finite step. The run
 then stops with a NonFiniteError naming the first bad step; the last
 checkpoint written is the last good state.
+
+Every `config.eval_every_steps` steps the run evaluates on the val split
+(`evaluation/during_training.py`): TensorBoard scalars and image strips, the
+best checkpoint by val mIoU in `<workdir>/best` (`best_checkpoint.py`), and
+the progress line's `val mIoU ... (best ... @ step)`.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import threading
@@ -217,13 +221,10 @@ def train_and_evaluate(config, workdir, mesh=None):
   if start_step == 0:
     writer.write_hparams(_flatten(config.to_dict()))
 
-  evaluator = None
+  watch = None  # Evaluation during training: TensorBoard, the best checkpoint.
   if config.eval_every_steps:
-    from deeplab_jax import evaluation  # pylint: disable=import-outside-toplevel
-    evaluator = functools.partial(
-        evaluation.evaluate, config, model, mesh=mesh, builder=builder,
-        step_fn=evaluation.make_eval_step(config, model, mesh),
-        crf_step=evaluation.make_crf_step(config, mesh) if config.eval.crf else None)
+    from deeplab_jax.evaluation import during_training  # pylint: disable=import-outside-toplevel
+    watch = during_training.Watch(config, model, mesh, builder, workdir, writer)
 
   logging.info('Training %d -> %d steps, global batch %d (%d x %d) on %d device(s), '
                '%d process(es).', start_step, config.num_train_steps, config.batch_size,
@@ -241,6 +242,8 @@ def train_and_evaluate(config, workdir, mesh=None):
     if bad is not None:
       checkpoint.wait(mngr, last_saved)  # The last good checkpoint completes.
       mngr.close()
+      if watch:
+        watch.close()
       kept = (f'the checkpoint of step {last_saved} is the last good state and '
               f'running the same command again resumes from it'
               if last_saved is not None else 'no checkpoint was written')
@@ -272,9 +275,9 @@ def train_and_evaluate(config, workdir, mesh=None):
         steps_per_sec = (step - last_step) / (now - last_time)
         images_per_sec = steps_per_sec * config.batch_size
         eta = (config.num_train_steps - step) / steps_per_sec
-        logging.info('step %d/%d  loss %.4f  lr %.5f  %.1f img/s  ETA %s', step,
+        logging.info('step %d/%d  loss %.4f  lr %.5f  %.1f img/s  ETA %s%s', step,
                      config.num_train_steps, loss, learning_rate, images_per_sec,
-                     _format_eta(eta))
+                     _format_eta(eta), watch.progress() if watch else '')
         writer.write_scalars(step, {'train/loss': loss,
                                     'train/learning_rate': learning_rate,
                                     'train/images_per_sec': images_per_sec,
@@ -284,10 +287,9 @@ def train_and_evaluate(config, workdir, mesh=None):
       if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
         save(step)
         pending = []
-      if evaluator and step % config.eval_every_steps == 0:
-        summary = evaluator(state.variables())
-        writer.write_scalars(step, {f'eval/{k}': v for k, v in summary.items()
-                                    if isinstance(v, float)})
+      if watch and step % config.eval_every_steps == 0:
+        check_finite()  # No best checkpoint of a non-finite state.
+        watch.evaluate(step, state.variables())
       if stop.requested(step):
         if last_saved != step:
           save(step)
@@ -298,5 +300,7 @@ def train_and_evaluate(config, workdir, mesh=None):
         break
   checkpoint.wait(mngr, last_saved)
   mngr.close()
+  if watch:
+    watch.close()
   writer.flush()
   return state

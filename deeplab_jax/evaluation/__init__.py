@@ -20,8 +20,11 @@ One job per module:
   crf_step.py     the CRF step (`make_crf_step`; lattices sized by `crf/sizing.py`)
   loop.py         `evaluate`: the steps over a split, the totals, the summary
   report.py       `format_report` (Markdown), the summary's trimap entry
-  writer.py       per-image files (`Writer`), `write_outputs` (metrics.json, PNGs)
+  writer.py       per-image files (`Writer`), TensorBoard's strips (`Pictures`),
+                  `write_outputs` (metrics.json, PNGs)
   checkpoints.py  `evaluate_checkpoint` (what evaluate.py runs), `default_output_dir`
+  during_training.py  `Watch`: evaluation every `eval_every_steps` (TensorBoard,
+                  the best checkpoint of `best_checkpoint.py`, log lines)
 Checkpoint loading itself (`load_variables`) is `checkpoint.load_variables`,
 which predict.py shares; the CRF's settings and scores are `crf.settings` and
 `crf.scores_from_logits`.

@@ -39,14 +39,15 @@ class Totals:
 
 
 def evaluate(config, model, variables, mesh, builder=None, split=None,
-             step_fn=None, crf_step=None, output_dir=None):
+             step_fn=None, crf_step=None, output_dir=None, pictures=None):
   """Scores `variables` on `split` (default config.dataset.eval_split).
 
   Pass `step_fn` from `make_eval_step` (and `crf_step` from `make_crf_step`)
   when evaluating repeatedly, during training, so they compile once. With
   `config.eval.crf` the summary holds a 'crf' entry (the same metrics after
   the CRF); with `eval.trimap_widths` a 'trimap' entry. `output_dir`: where
-  per-image files go (None: none written).
+  per-image files go (None: none written). `pictures`: a `writer.Pictures`
+  to fill with this process's first images' strips (TensorBoard's).
   """
   from deeplab_jax.data import input_pipeline  # pylint: disable=import-outside-toplevel
   builder = builder or input_pipeline.get_builder(config.dataset)
@@ -65,7 +66,7 @@ def evaluate(config, model, variables, mesh, builder=None, split=None,
                   np.zeros((num_classes,) * 2, np.int64) if use_crf else None,
                   empty_trimap, None if empty_trimap is None or not use_crf
                   else empty_trimap.copy())
-  writer = Writer(config, output_dir)
+  writer = Writer(config, output_dir, pictures)
   start = time.perf_counter()
   for i, batch in enumerate(input_pipeline.eval_iterator(config, builder, split, local)):
     global_batch = sharding.to_global(

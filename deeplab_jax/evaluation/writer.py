@@ -3,8 +3,10 @@
 `Writer` (each process its own images): overlays/ (first `eval.num_overlays`
 images), predictions/ (every mask as a VOC palette PNG, with
 `eval.save_predictions`) and logits/ (`eval.save_logits` images, for
-`python -m deeplab_jax.crf.search`). `write_outputs`: metrics.json,
-report.md, confusion.png and trimap.png.
+`python -m deeplab_jax.crf.search`). `Pictures`: the first images' image |
+prediction | ground truth strips in memory (TensorBoard's, during training),
+taken by the same `Writer` pass. `write_outputs`: metrics.json, report.md,
+confusion.png and trimap.png.
 """
 
 from __future__ import annotations
@@ -17,18 +19,53 @@ import numpy as np
 from deeplab_jax.evaluation.report import format_report
 
 
-class Writer:
-  """Per-image files of one evaluation (each process writes its own images)."""
+class Pictures:
+  """The first `num` images' strips, image | prediction | ground truth
+  (`visualize.comparison`, HxWx3 uint8), kept in memory: `strips` maps
+  each image's name to its strip, `crf_strips` (with the CRF) to the one
+  with the prediction after the CRF."""
 
-  def __init__(self, config, output_dir):
+  def __init__(self, num):
+    self.num = num
+    self.strips = {}
+    self.crf_strips = {}
+
+  @property
+  def full(self):
+    """Whether `num` images have been taken."""
+    return len(self.strips) >= self.num
+
+  def add(self, name, image, pred, label, crf_pred=None):
+    """Takes one image (HxWx3 uint8, HxW prediction and label) unless full."""
+    from deeplab_jax import visualize  # pylint: disable=import-outside-toplevel
+    if self.full:
+      return
+    self.strips[name] = visualize.comparison(image, pred, label)
+    if crf_pred is not None:
+      self.crf_strips[name] = visualize.comparison(image, crf_pred, label)
+
+
+class Writer:
+  """Per-image files of one evaluation (each process writes its own images),
+  and `pictures` (a `Pictures`, or None) filled from the same pass."""
+
+  def __init__(self, config, output_dir, pictures=None):
     self.dir = output_dir
     self.config = config
-    self.overlays_left = config.eval.num_overlays
-    self.logits_left = config.eval.save_logits
-    self.enabled = output_dir is not None and (
-        self.overlays_left or self.logits_left or config.eval.save_predictions)
+    files = output_dir is not None
+    self.overlays_left = config.eval.num_overlays if files else 0
+    self.logits_left = config.eval.save_logits if files else 0
+    self.save_predictions = files and config.eval.save_predictions
+    self.pictures = pictures
+
+  @property
+  def enabled(self):
+    """Whether `add` still has anything to do."""
+    return bool(self.overlays_left or self.logits_left or self.save_predictions or
+                (self.pictures is not None and not self.pictures.full))
 
   def add(self, images, labels, valid, sizes, ids, preds, crf_preds, logits_fn):
+    """Writes (or keeps) the batch's valid images; crops padding off first."""
     from deeplab_jax import visualize  # pylint: disable=import-outside-toplevel
     for i, (h, w) in enumerate(sizes):
       if not valid[i].any():
@@ -37,13 +74,16 @@ class Writer:
       name = name.replace('/', '_') or f'image_{i}'
       image, label, pred = images[i, :h, :w], labels[i, :h, :w], preds[i, :h, :w]
       crf_pred = None if crf_preds is None else crf_preds[i, :h, :w]
-      if self.config.eval.save_predictions:
+      if self.save_predictions:
         visualize.write_mask_png(self._path('predictions', f'{name}.png'),
                                  pred.astype(np.uint8))
         if crf_pred is not None:
           visualize.write_mask_png(self._path('predictions_crf', f'{name}.png'),
                                    crf_pred.astype(np.uint8))
       label_u8 = np.where((label >= 0) & (label < 256), label, 255).astype(np.uint8)
+      if self.pictures is not None:
+        self.pictures.add(name, image, pred.astype(np.uint8), label_u8,
+                          None if crf_pred is None else crf_pred.astype(np.uint8))
       if self.overlays_left:
         self.overlays_left -= 1
         visualize.write_overlay_png(self._path('overlays', f'{name}.png'), image,

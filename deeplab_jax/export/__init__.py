@@ -172,7 +172,8 @@ def export(config, variables, format_name, output, spec: InputSpec = InputSpec()
 def export_checkpoint(config, workdir, format_name, output, step=None,
                       spec: InputSpec = InputSpec(), outputs=('logits', 'labels'),
                       atrous_impl='dilation', platforms=None):
-  """`export` of `workdir`'s checkpoint (what export.py runs); prints a summary."""
+  """`export` of `workdir`'s checkpoint `step` (None / 'latest', a number or
+  'best': checkpoint.resolve_step; what export.py runs); prints a summary."""
   import jax  # pylint: disable=import-outside-toplevel
   from deeplab_jax import checkpoint  # pylint: disable=import-outside-toplevel
   from deeplab_jax import sharding  # pylint: disable=import-outside-toplevel
