@@ -12,7 +12,9 @@ the train split only (0.53% of its labelled pixels, in 108 of 2,000 images;
 <output>/class_balance.md: each rule's class weights, val IoU of every class
 and val mIoU. Val keeps every class's share, so the star's IoU shows what
 the loss did for the rare class. Same seed, data order and steps for every
-rule: only the loss differs.
+rule: only the loss differs. Training is seed-sensitive (configs/shapes.py:
+the loss sits on a plateau for a while), so compare rules over several
+--seed values, each in its own --output.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from deeplab_jax import xla_flags
 DEFAULT_RULES = ('', 'inverse_sqrt', 'inverse', 'median_frequency')
 
 
-def run(output, rules=DEFAULT_RULES, tiny=False, data_dir=None):
+def run(output, rules=DEFAULT_RULES, tiny=False, data_dir=None, seed=None):
   """Trains and evaluates one run per rule; returns the rows (dicts)."""
   # pylint: disable=import-outside-toplevel
   from configs import shapes
@@ -43,6 +45,8 @@ def run(output, rules=DEFAULT_RULES, tiny=False, data_dir=None):
       config.dataset.builder_config = 'rare_star'
     config.dataset.data_dir = data_dir
     config.loss.class_balance = rule
+    if seed is not None:
+      config.seed = seed
     workdir = os.path.join(output, rule or 'unweighted')
     train_lib.train_and_evaluate(config, workdir)
     summary = evaluation.evaluate_checkpoint(config, workdir)
@@ -85,7 +89,8 @@ def _write(output, rows, class_names, tiny):
 def main(argv):
   del argv
   f = flags.FLAGS
-  rows = run(f.output, tuple('' if r == 'none' else r for r in f.rules), f.tiny, f.data_dir)
+  rows = run(f.output, tuple('' if r == 'none' else r for r in f.rules), f.tiny, f.data_dir,
+             f.seed)
   from configs import shapes  # pylint: disable=import-outside-toplevel
   print(markdown(rows, shapes.get_config().dataset.class_names))
 
@@ -97,5 +102,6 @@ if __name__ == '__main__':
                     'loss.class_balance rules; none = unweighted.')
   flags.DEFINE_bool('tiny', False, 'configs/tiny.py:shapes on the tiny dataset (a smoke run).')
   flags.DEFINE_string('data_dir', None, 'TFDS data dir (default ~/tensorflow_datasets).')
+  flags.DEFINE_integer('seed', None, 'config.seed of every run (default: configs/shapes.py\'s, 1).')
   flags.mark_flags_as_required(['output'])
   app.run(main)

@@ -186,6 +186,10 @@ def train_and_evaluate(config, workdir, mesh=None):
   model = models.build(config)
   tx, schedule = optim.from_config(config, model)
   local_batch_size = sharding.local_batch_size(config.batch_size)
+  # Data (prepared and checked on first use) and loss first: a mistake in
+  # either stops the run before anything compiles or is written.
+  builder = input_pipeline.get_builder(config.dataset)
+  objective = losses.from_config(config, class_weights.resolve(config, builder, workdir))
 
   mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep)
   saved_data = None
@@ -210,11 +214,9 @@ def train_and_evaluate(config, workdir, mesh=None):
     mngr.close()
     return state
 
-  builder = input_pipeline.get_builder(config.dataset)
   start_position = _start_position(config, saved_data, start_step, local_batch_size)
   batches = iter(input_pipeline.train_iterator(
       config, builder, local_batch_size, start_position=start_position))
-  objective = losses.from_config(config, class_weights.resolve(config, builder, workdir))
   train_step = train_step_lib.make_train_step(config, model, tx, schedule, mesh, objective)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
