@@ -26,6 +26,9 @@ class _ProjectOnly(logging.Filter):
 def quiet_libraries():
   """For entry points: library INFO lines and TFDS progress bars off the console."""
   from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   absl_logging.get_absl_handler().addFilter(_ProjectOnly())
+  try:  # predict.py, export.py and serve.py run where TFDS is not installed.
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return
   tfds.disable_progress_bar()
