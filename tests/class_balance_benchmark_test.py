@@ -6,10 +6,14 @@ import os
 import numpy as np
 
 from benchmarks import class_balance
+from configs import shapes
+from configs import tiny
 
 
 def test_table_holds_each_runs_weights_and_ious(data_dir, tmp_path):
-  rows = class_balance.run(str(tmp_path), rules=('', 'inverse'), tiny=True, data_dir=data_dir)
+  config = tiny.get_config(shapes)
+  config.dataset.data_dir = data_dir
+  rows = class_balance.run(str(tmp_path), config, rules=('', 'inverse'))
   assert [row['rule'] for row in rows] == ['none', 'inverse']
   assert rows[0]['weights'] is None and not os.path.exists(
       tmp_path / 'unweighted' / 'class_weights.json')
@@ -21,4 +25,4 @@ def test_table_holds_each_runs_weights_and_ious(data_dir, tmp_path):
     metrics = json.loads((tmp_path / name / 'metrics.json').read_text())
     assert row['mean_iou'] == metrics['mean_iou'] and row['iou'] == metrics['per_class_iou']
   table = (tmp_path / 'class_balance.md').read_text()
-  assert f'{rows[1]["mean_iou"]:.4f} |' in table and f'(w {rows[1]["weights"][0]:.2f})' in table
+  assert f'{rows[1]["mean_iou"]:.4f} |' in table and 'smoke run' in table and f'(w {rows[1]["weights"][0]:.2f})' in table
