@@ -4,8 +4,6 @@ the same global batches."""
 
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 
@@ -27,6 +25,7 @@ from deeplab_jax.crf import dense_crf
 from deeplab_jax.crf import lattice
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.errors import UserError
+from deeplab_jax.testing import processes as processes_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The same programs partitioned over 2 processes: the cross-process
@@ -34,12 +33,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Measured: at most 2.4e-7 absolute after 4 steps; tolerance (as train_test's
 # 1 vs 8 devices):
 RTOL, ATOL = 2e-5, 2e-6
-
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
 
 
 def _state(config, workdir):
@@ -51,10 +44,8 @@ def _state(config, workdir):
 
 
 def test_two_processes_train_like_one(tiny_config, data_dir, tmp_path, monkeypatch):
-  port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=re.sub(
-      r'--xla_force_host_platform_device_count=\d+', '', os.environ['XLA_FLAGS'])
-             + ' --xla_force_host_platform_device_count=4')
+  port = processes_lib.free_port()
+  env = processes_lib.cpu_env(4)
   workdir = tmp_path / 'two'
   processes = [subprocess.Popen(
       [sys.executable, 'train.py', '--config=configs/tiny.py:shapes',
@@ -80,13 +71,8 @@ def test_two_processes_train_like_one(tiny_config, data_dir, tmp_path, monkeypat
   monkeypatch.setattr(input_pipeline, 'train_iterator', both_shards)
   try:
     one = jax.device_get(train_lib.train_and_evaluate(tiny_config, str(tmp_path / 'one')))
-    logs = [process.communicate(timeout=300)[1] for process in processes]
   finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-  for process, err in zip(processes, logs):
-    assert process.returncode == 0, err
+    logs = [err for _, err in processes_lib.wait_all(processes)]
   assert 'process(es)' in logs[0] and 'step 4/4' in logs[0]
   assert 'step 4/4' not in logs[1]  # Only process 0 logs progress.
   assert sorted(checkpoint.manager(str(workdir), read_only=True).all_steps()) == [2, 4]
@@ -168,10 +154,8 @@ def _crf_batch():
 
 
 def test_two_processes_run_the_device_crf_step_like_one():
-  port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, XLA_FLAGS=re.sub(
-      r'--xla_force_host_platform_device_count=\d+', '', os.environ['XLA_FLAGS'])
-             + ' --xla_force_host_platform_device_count=4')
+  port = processes_lib.free_port()
+  env = processes_lib.cpu_env(4, PYTHONPATH=ROOT)
   processes = [subprocess.Popen(
       [sys.executable, '-c', _CRF_STEP, f'localhost:{port}', str(i)], cwd=ROOT, env=env,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
@@ -180,13 +164,8 @@ def test_two_processes_run_the_device_crf_step_like_one():
     mesh = sharding.make_mesh()
     batch = [jax.device_put(x, sharding.batch_sharded(mesh)) for x in _crf_batch()]
     preds, confusion = evaluation.make_crf_step(_crf_config(), mesh, lattice_on_host=False)(*batch)
-    outs = [process.communicate(timeout=300) for process in processes]
   finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-  for process, (_, err) in zip(processes, outs):
-    assert process.returncode == 0, err
+    outs = processes_lib.wait_all(processes)
   results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
   preds = np.asarray(preds)
   # Both size the lattices for the largest image of the global batch (on

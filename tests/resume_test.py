@@ -19,6 +19,7 @@ from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step
 from deeplab_jax.data import input_pipeline
+from deeplab_jax.testing.trees import assert_trees_equal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,13 +123,6 @@ def _finish(workdir, data_dir):
   return err
 
 
-def _assert_bit_identical(a, b):
-  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a),
-                          jax.tree_util.tree_leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
-                                  err_msg=jax.tree_util.keystr(path))
-
-
 def test_killed_run_restarted_ends_bit_identical(uninterrupted, data_dir, tmp_path):
   config, final = uninterrupted
   # Checkpoints are written asynchronously: step 4's may still be in flight
@@ -147,7 +141,7 @@ def test_killed_run_restarted_ends_bit_identical(uninterrupted, data_dir, tmp_pa
   assert f'at step {latest}' in err  # Resumed from the last checkpoint.
   resumed = _final_state(config, str(tmp_path))
   assert int(resumed.step) == STEPS
-  _assert_bit_identical(resumed, final)
+  assert_trees_equal(resumed, final)
 
 
 def test_sigterm_saves_at_the_current_step_and_resumes_bit_identical(
@@ -166,4 +160,4 @@ def test_sigterm_saves_at_the_current_step_and_resumes_bit_identical(
   _finish(tmp_path, data_dir)
   resumed = _final_state(config, str(tmp_path))
   assert int(resumed.step) == STEPS
-  _assert_bit_identical(resumed, final)
+  assert_trees_equal(resumed, final)

@@ -14,8 +14,6 @@ import glob
 import io
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 
@@ -37,6 +35,8 @@ from deeplab_jax import train_step
 from deeplab_jax import visualize
 from deeplab_jax.data import input_pipeline
 from deeplab_jax.errors import UserError
+from deeplab_jax.testing import processes as processes_lib
+from deeplab_jax.testing.trees import assert_trees_equal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
@@ -91,13 +91,6 @@ def _events(workdir):
           continue
         found.setdefault(value.tag, []).append((event.step, item))
   return found
-
-
-def _assert_same_variables(a, b):
-  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a),
-                          jax.tree_util.tree_leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
-                                  err_msg=jax.tree_util.keystr(path))
 
 
 @pytest.fixture(scope='module')
@@ -156,7 +149,7 @@ def test_best_checkpoint_is_the_highest_val_miou(watched):
   assert os.listdir(checkpoint.checkpoint_dir(checkpoint.best_dir(workdir))) == [str(best + 1)]
   variables, step = checkpoint.load_variables(config, workdir, 'best')
   assert step == best + 1
-  _assert_same_variables(variables, calls[best][1])
+  assert_trees_equal(variables, calls[best][1])
   summary = evaluation.evaluate_checkpoint(config, workdir, step='best', output_dir=None)
   assert summary['step'] == best + 1
   assert summary['confusion_matrix'] == calls[best][0]['confusion_matrix']
@@ -197,7 +190,7 @@ def test_a_worse_later_evaluation_keeps_the_best_across_resumes(data_dir, tmp_pa
   calls = _train(_config(data_dir), workdir, scripted=[0.3, 0.6, 0.4, 0.5])
   record = best_checkpoint.read_record(workdir)
   assert record['step'] == 2 and record['mean_iou'] == 0.6
-  _assert_same_variables(checkpoint.load_variables(_config(data_dir), workdir, 'best')[0],
+  assert_trees_equal(checkpoint.load_variables(_config(data_dir), workdir, 'best')[0],
                          calls[1][1])  # Step 2's weights, not the last ones.
   # Resumed (from step 4): a worse evaluation leaves the earlier best alone ...
   _train(_config(data_dir, 5), workdir, scripted=[0.55])
@@ -207,7 +200,7 @@ def test_a_worse_later_evaluation_keeps_the_best_across_resumes(data_dir, tmp_pa
   calls = _train(_config(data_dir, 6), workdir, scripted=[0.7])
   assert best_checkpoint.read_record(workdir)['step'] == 6
   assert os.listdir(checkpoint.checkpoint_dir(checkpoint.best_dir(workdir))) == ['6']
-  _assert_same_variables(checkpoint.load_variables(_config(data_dir), workdir, 'best')[0],
+  assert_trees_equal(checkpoint.load_variables(_config(data_dir), workdir, 'best')[0],
                          calls[0][1])
 
 
@@ -253,12 +246,8 @@ def test_a_failed_best_write_is_a_checkpoint_write_error(data_dir, tmp_path, mon
 def test_two_processes_keep_one_best_checkpoint(data_dir, tmp_path):
   # Orbax's saves are collective: both processes save (and skip) the same
   # best checkpoints, or the run would hang; only process 0 writes pictures.
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    port = s.getsockname()[1]
-  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=re.sub(
-      r'--xla_force_host_platform_device_count=\d+', '', os.environ['XLA_FLAGS'])
-             + ' --xla_force_host_platform_device_count=4')
+  port = processes_lib.free_port()
+  env = processes_lib.cpu_env(4)
   processes = [subprocess.Popen(
       [sys.executable, 'train.py', '--config=configs/tiny.py:shapes',
        f'--workdir={tmp_path}', f'--config.dataset.data_dir={data_dir}',
@@ -266,14 +255,7 @@ def test_two_processes_keep_one_best_checkpoint(data_dir, tmp_path):
        f'--coordinator_address=localhost:{port}', '--num_processes=2',
        f'--process_id={i}'], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
                for i in range(2)]
-  try:
-    logs = [process.communicate(timeout=300)[1] for process in processes]
-  finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-  for process, err in zip(processes, logs):
-    assert process.returncode == 0, err[-3000:]
+  logs = [err for _, err in processes_lib.wait_all(processes)]
   assert 'eval at step 4: val mIoU' in logs[0] and 'mIoU' in logs[0].split('step 4/4')[1]
   record = best_checkpoint.read_record(str(tmp_path))
   with open(best_checkpoint.record_path(str(tmp_path))) as f:
