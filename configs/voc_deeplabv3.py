@@ -18,10 +18,13 @@ wide with BN (section 3.3). Dropout 0.1 after the ASPP projection and the
 official code's corner-aligned resizing (tensorflow/models research/deeplab:
 model.py). No CRF in the paper (config.crf is there for evaluate.py --crf).
 
-Targets (VOC 2012 val mIoU, ResNet-101, trained at output stride 16; numbers as
-recalled from the paper, not re-checked against the PDF here): 77.21 evaluated
-at 16 (Table 6: MG (1, 2, 4) + ASPP (6, 12, 18) + image pooling), 78.51 at 8,
-79.45 with multi-scale inputs, 79.77 adding flips (Table 7). torchvision's
+Targets (VOC 2012 val mIoU, ResNet-101, trained at output stride 16): 77.21
+evaluated at 16 (Table 5: MG (1, 2, 4) + ASPP (6, 12, 18) + image pooling;
+checked against the paper's text as quoted in
+github.com/eveningdong/DeepLabV3-Tensorflow/issues/9), 78.51 at 8 (as the v3+
+paper's ResNet-101 table re-lists it); 79.45 with multi-scale inputs and
+79.77 adding flips (the next table) are as recalled, not found in a source
+here. The recipe above as quoted in that repository's issue 11. torchvision's
 `deeplabv3_resnet101` checkpoint (a different recipe: rates 12, 24, 36 at
 output stride 8, an extra 3x3 conv, COCO subset with VOC classes) reports 67.4
 mIoU on its own COCO-val protocol (torchvision/models/segmentation/

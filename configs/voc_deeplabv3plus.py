@@ -14,9 +14,12 @@ res2's output), concatenated with their 1x1 reduction to 48 channels (Table 1), 
 depthwise-separable (section 3.2; the paper's Xception models).
 
 Targets (VOC 2012 val mIoU, ResNet-101 with the decoder, trained at output
-stride 16; numbers as recalled from the paper's Table 3, not re-checked
-against the PDF here): 78.85 evaluated at 16, 80.09 with multi-scale inputs,
-80.22 adding flips (77.21 without the decoder, as v3).
+stride 16, the paper's ResNet-101 table): 78.85 evaluated at 16 (also Table 2's
+best decoder, Conv2 + [3x3, 256] x 2), 80.22 adding multi-scale inputs and
+flips (77.21 without the decoder, as v3); 48 channels best in Table 1 (78.21).
+Checked against secondary quotes of the paper (tensorflow/models issue 5116's
+title, Media-Smart/vedaseg issue 4, a paper summary), not the PDF; 80.09 with
+multi-scale inputs alone is as recalled, not found in a source here.
 """
 
 from configs import parts
