@@ -11,9 +11,14 @@ docs/own_data.md walks through it end to end; on its example folder:
         --config.dataset.folder=/tmp/my_data --step best
 
 Expected there (300 train / 60 val images of 64-128 px, binary: background /
-object): see docs/own_data.md for the measured val mIoU and time on a 2-core
-CPU. For your data set `dataset.folder`, `dataset.builder_config` (a name
-per folder version), `dataset.num_classes` and `dataset.class_names`; for
+object): train.py 2 min 33 s on a 2-core CPU (1,000 steps at ~60 img/s, five
+evaluations), val mIoU 0.4931 / 0.8708 / 0.8868 / 0.9366 / 0.9352 at steps
+200-1,000, the best (step 800, 0.9366: background 0.9730, object 0.9002)
+kept in runs/my_data/best and scored by `--step best` (2026-12-04,
+docs/own_data.md). For your data set `dataset.folder`, `dataset.builder_config` (a name
+per folder version), `dataset.num_classes` and `dataset.class_names`; a
+rare class: `--config.loss.class_balance=inverse_sqrt` with a lower
+`--config.optim.base_lr` (0.03 on the built-in rare_star; docs/own_data.md); for
 real photos start from a pretrained network instead (configs/voc_*.py with
 `--config.init_from`, docs/reproducing.md), keeping this dataset section.
 """
