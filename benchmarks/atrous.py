@@ -5,13 +5,17 @@
     python -m benchmarks.atrous --kind=depthwise     # v3+'s depthwise 3x3s
     python -m benchmarks.atrous --kind=transposed    # FCN's / U-Net's upsamplings
     python -m benchmarks.atrous --kind=transposed --impls=subpixel,lhs_dilation
+    python -m benchmarks.atrous --kind=valid --impls=dilation,taps   # FCN's fc6
 
 --kind=depthwise: the same shapes with a (3, 3, 1, CIN) depthwise kernel (COUT
 is ignored), against PyTorch's conv2d with groups=CIN. --kind=transposed:
 shapes BxHxWxCINxCOUTsSTRIDE, a kernel 2 * STRIDE transposed conv
 (models/transposed.py) per implementation in --impls that is one of
 transposed.IMPLEMENTATIONS (default, or none named: lhs_dilation, subpixel,
-subpixel_matmul) against PyTorch's conv_transpose2d.
+subpixel_matmul) against PyTorch's conv_transpose2d. --kind=valid: shapes
+BxHxWxCINxCOUTkK, a K x K convolution without padding (atrous.conv_valid:
+'dilation' is XLA's convolution, 'taps' / 'dilation_taps_grad' the im2col
+matmul) against PyTorch's conv2d with padding 0.
 
 Shapes are BxHxWxCINxCOUTrRATE (3x3 kernel, stride 1, 'same' padding). For
 each: median ms of the jitted forward and of the gradient (input and kernel,
@@ -46,6 +50,10 @@ DEPTHWISE_SHAPES = ('2x33x33x2048x2048r6', '2x33x33x2048x2048r18', '2x129x129x30
 # FCN-32s / 8s final upsampling of 21 scores, FCN's 2x, U-Net's 2x2 up-conv.
 TRANSPOSED_SHAPES = ('1x17x17x21x21s32', '1x64x64x21x21s8', '1x32x32x21x21s2',
                      '1x64x64x128x64s2')
+# FCN's fc6 (7x7 valid over pool5): the release at crop 500 (pool5 22x22),
+# configs/shapes_fcn8s.py's 1/8 width at crop 128 (pool5 11x11, batch 8).
+VALID_SHAPES = ('1x22x22x512x4096k7', '8x11x11x64x512k7')
+LETTERS = {'dense': 'r', 'depthwise': 'r', 'transposed': 's', 'valid': 'k'}
 
 
 def parse_shape(text, letter='r'):
@@ -69,13 +77,15 @@ def time_shape(shape, impls, steps, with_torch, dtype='float32', torch_device='c
     o = c
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(b, h, w, c)).astype(np.float32)).astype(dtype)
-  k = 2 * rate if kind == 'transposed' else 3
+  k = {'transposed': 2 * rate, 'valid': rate}.get(kind, 3)
   kernel_in = 1 if kind == 'depthwise' else c
   kernel = jnp.asarray((rng.normal(size=(k, k, kernel_in, o)) / np.sqrt(k * k * kernel_in))
                        .astype(np.float32)).astype(dtype)
-  # Multiply-adds that touch data: a transposed conv's k*k taps per input pixel.
-  flops = 2 * b * h * w * kernel_in * o * k * k
-  letter = 's' if kind == 'transposed' else 'r'
+  # Multiply-adds that touch data: a transposed conv's k*k taps per input
+  # pixel, a valid conv's per output pixel.
+  out_pixels = (h - k + 1) * (w - k + 1) if kind == 'valid' else h * w
+  flops = 2 * b * out_pixels * kernel_in * o * k * k
+  letter = LETTERS[kind]
   line = {'shape': f'{b}x{h}x{w}x{c}x{o}{letter}{rate}', 'kind': kind,
           'gflop': round(flops / 1e9, 3), 'dtype': dtype, 'device': timing.device_name()}
   if kind == 'transposed':
@@ -84,6 +94,8 @@ def time_shape(shape, impls, steps, with_torch, dtype='float32', torch_device='c
   for impl in impls:
     if kind == 'transposed':
       op = lambda x, k, impl=impl: transposed.conv_transpose(x, k, rate, impl=impl)
+    elif kind == 'valid':
+      op = lambda x, k, impl=impl: atrous.conv_valid(x, k, impl)
     else:
       op = lambda x, k, impl=impl: atrous.atrous_conv(x, k, rate, 1, impl)
     forward = jax.jit(op)
@@ -104,6 +116,8 @@ def time_shape(shape, impls, steps, with_torch, dtype='float32', torch_device='c
       sync = torch.cuda.synchronize
     if kind == 'transposed':
       conv = lambda: torch.nn.functional.conv_transpose2d(tx, tk, stride=rate)
+    elif kind == 'valid':
+      conv = lambda: torch.nn.functional.conv2d(tx, tk)
     else:
       conv = lambda: torch.nn.functional.conv2d(tx, tk, padding=rate, dilation=rate,
                                                 groups=c if kind == 'depthwise' else 1)
@@ -127,9 +141,9 @@ def main(argv):
   del argv
   f = flags.FLAGS
   shapes = f.shapes or {'dense': DEFAULT_SHAPES, 'depthwise': DEPTHWISE_SHAPES,
-                        'transposed': TRANSPOSED_SHAPES}[f.kind]
+                        'transposed': TRANSPOSED_SHAPES, 'valid': VALID_SHAPES}[f.kind]
   for text in shapes:
-    shape = parse_shape(text, 's' if f.kind == 'transposed' else 'r')
+    shape = parse_shape(text, LETTERS[f.kind])
     print(json.dumps(time_shape(shape, f.impls, f.steps, f.torch, f.dtype, f.torch_device,
                                 f.kind)), flush=True)
 
@@ -139,9 +153,10 @@ if __name__ == '__main__':
   # JAX takes GPU memory as it needs it, not 75% up front: room for PyTorch's side.
   os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   flags.DEFINE_list('shapes', [], 'BxHxWxCINxCOUTrRATE (3x3 kernels) or, --kind=transposed, '
-                    'BxHxWxCINxCOUTsSTRIDE; default: the kind\'s DeepLab / FCN shapes.')
-  flags.DEFINE_enum('kind', 'dense', ['dense', 'depthwise', 'transposed'],
-                    'Dense or depthwise atrous 3x3s, or transposed convs.')
+                    'BxHxWxCINxCOUTsSTRIDE, --kind=valid BxHxWxCINxCOUTkK; default: the '
+                    'kind\'s DeepLab / FCN shapes.')
+  flags.DEFINE_enum('kind', 'dense', ['dense', 'depthwise', 'transposed', 'valid'],
+                    'Dense or depthwise atrous 3x3s, transposed convs, or valid KxK convs.')
   flags.DEFINE_list('impls', ['dilation', 'space_to_batch', 'taps', 'dilation_taps_grad'],
                     'Implementations to time.')
   flags.DEFINE_integer('steps', 5, 'Timed calls per measurement.')

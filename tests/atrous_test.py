@@ -78,3 +78,37 @@ def test_auto_choice_per_backend_and_shape():
   assert atrous.resolve_impl('auto', 2048, 21, 'tpu') == 'dilation'
   with pytest.raises(ValueError, match='not one of'):
     atrous.resolve_impl('winograd', 1, 1)
+
+
+@pytest.mark.parametrize('b,h,w,c,o,k', [(2, 11, 9, 6, 5, 7), (1, 8, 13, 4, 3, 3), (1, 7, 7, 3, 4, 7)])
+def test_valid_convs_match_pytorch_values_and_gradients(b, h, w, c, o, k):
+  # FCN's fc6: no padding, the map shrinks by k - 1 (7x7 on 7x7 gives 1x1).
+  rng = np.random.default_rng(h * w + k)
+  x = rng.normal(size=(b, h, w, c)).astype(np.float32)
+  kernel = rng.normal(size=(k, k, c, o)).astype(np.float32)
+  cotangent = rng.normal(size=(b, h - k + 1, w - k + 1, o)).astype(np.float32)
+  xt = torch.from_numpy(x.transpose(0, 3, 1, 2)).requires_grad_()
+  wt = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))).requires_grad_()
+  yt = torch.nn.functional.conv2d(xt, wt)
+  (yt * torch.from_numpy(cotangent.transpose(0, 3, 1, 2))).sum().backward()
+  expected = yt.detach().numpy().transpose(0, 2, 3, 1)
+  gx, gk = xt.grad.numpy().transpose(0, 2, 3, 1), wt.grad.numpy().transpose(2, 3, 1, 0)
+  for impl in IMPLS:
+    y, vjp = jax.vjp(lambda x, w, impl=impl: atrous.conv_valid(x, w, impl), x, kernel)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * np.abs(expected).max(),
+                               err_msg=impl)
+    hx, hk = vjp(cotangent)
+    np.testing.assert_allclose(hx, gx, rtol=0, atol=1e-5 * np.abs(gx).max(), err_msg=impl)
+    np.testing.assert_allclose(hk, gk, rtol=0, atol=1e-5 * np.abs(gk).max(), err_msg=impl)
+
+
+def test_valid_conv_module_and_its_limits():
+  x = jnp.ones((1, 9, 8, 3))
+  conv = atrous.AtrousConv(4, 7, padding='valid', impl='taps')
+  variables = conv.init(jax.random.PRNGKey(0), x)
+  assert conv.apply(variables, x).shape == (1, 3, 2, 4)
+  assert variables['params']['kernel'].shape == (7, 7, 3, 4)  # As nn.Conv's: weights convert.
+  with pytest.raises(ValueError, match='stride-1, rate-1'):
+    atrous.AtrousConv(4, 3, rate=2, padding='valid').init(jax.random.PRNGKey(0), x)
+  with pytest.raises(ValueError, match='at least 7x7'):
+    atrous.conv_valid(jnp.ones((1, 6, 9, 3)), jnp.ones((7, 7, 3, 4)))

@@ -40,6 +40,14 @@ matmul: a depthwise tap is a per-channel product); 'dilation_taps_grad' takes
 each tap's kernel gradient as a per-channel sum; a 1x1 depthwise conv is a
 per-channel product. 'auto' for depthwise: DEPTHWISE_AUTO by backend (measured
 with benchmarks/atrous.py, figures in benchmarks/README.md).
+`padding='valid'` (stride 1, rate 1, dense: FCN's fc6, 7x7 over pool5 with
+no padding) gives the (H - k + 1) x (W - k + 1) map: 'dilation' and
+'space_to_batch' as XLA's convolution, 'taps' and 'dilation_taps_grad' (so
+'auto' on CPU) as one im2col matmul (`conv_valid_im2col`), whose gradients
+are matmuls too. fc6's gradients (512 -> 4096 at 7x7, batch 2 of 11x11
+maps) took 24.5 s as XLA's CPU convolutions, 0.36 s in the im2col form,
+0.76 s in PyTorch (`python -m benchmarks.atrous --kind=valid`, 2-core CPU).
+
 `SeparableConv` is the depthwise-separable convolution of v3+ (depthwise at a
 rate, then 1x1 pointwise); layers.py's `SeparableConvBN` puts BatchNorm and
 ReLU after each, the split form of the official code.
@@ -252,8 +260,35 @@ def atrous_conv(x_BxHxWxC, kernel, rate=1, stride=1, impl='dilation'):
   return conv_dilation(x_BxHxWxC, kernel, rate)
 
 
+def conv_valid_im2col(x_BxHxWxC, kernel):
+  """Stride-1 'valid' conv as one matmul: the k*k shifted windows side by
+  side on the channel axis (tap-major, as `kernel.reshape(k * k * C, O)`
+  lays its rows out) against the flattened kernel."""
+  k = kernel.shape[0]
+  _, h, w, _ = x_BxHxWxC.shape
+  ho, wo = h - k + 1, w - k + 1
+  windows = jnp.concatenate([x_BxHxWxC[:, i:i + ho, j:j + wo]
+                             for i in range(k) for j in range(k)], axis=-1)
+  return jnp.einsum('bhwk,ko->bhwo', windows, kernel.reshape(-1, kernel.shape[-1]))
+
+
+def conv_valid(x_BxHxWxC, kernel, impl='dilation'):
+  """Stride-1, rate-1 dense convolution without padding (see the module docstring)."""
+  k, _, in_features, out_features = kernel.shape
+  _, h, w, c = x_BxHxWxC.shape
+  if c != in_features:
+    raise ValueError(f'a valid conv is dense: kernel {tuple(kernel.shape)} on {c} channels')
+  if h < k or w < k:
+    raise ValueError(f'a {k}x{k} valid conv needs a map of at least {k}x{k}, not {h}x{w}')
+  if k == 1:
+    return conv_pointwise(x_BxHxWxC, kernel)
+  if resolve_impl(impl, in_features, out_features) in ('taps', 'dilation_taps_grad'):
+    return conv_valid_im2col(x_BxHxWxC, kernel)
+  return jax.lax.conv_general_dilated(x_BxHxWxC, kernel, (1, 1), 'VALID', dimension_numbers=_DIMS)
+
+
 class AtrousConv(nn.Module):
-  """2-D convolution with `rate` (dilation), NHWC, 'same' padding.
+  """2-D convolution with `rate` (dilation), NHWC, 'same' padding (or 'valid').
 
   With `depthwise`, each channel has its own k x k filter: `kernel`
   (k, k, 1, C) and `features` == C; PyTorch's `Conv2d(C, C, k, groups=C,
@@ -271,9 +306,14 @@ class AtrousConv(nn.Module):
   kernel_init: Any = nn.initializers.he_normal()
   bias_init: Any = nn.initializers.zeros
   depthwise: bool = False  # Per-channel filters: kernel (k, k, 1, C), features == C.
+  padding: str = 'same'  # Or 'valid' (stride 1, rate 1, dense): `conv_valid`.
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
+    if self.padding not in ('same', 'valid'):
+      raise ValueError(f"padding {self.padding!r} is not 'same' or 'valid'")
+    if self.padding == 'valid' and (self.stride, self.rate, self.depthwise) != (1, 1, False):
+      raise ValueError("padding 'valid' is for dense stride-1, rate-1 convs")
     if self.depthwise and self.features != x_BxHxWxC.shape[-1]:
       raise ValueError(f'a depthwise conv keeps the {x_BxHxWxC.shape[-1]} channels; '
                        f'features {self.features} differs')
@@ -285,8 +325,11 @@ class AtrousConv(nn.Module):
     kernel_in = 1 if self.depthwise else x_BxHxWxC.shape[-1]
     kernel = self.param('kernel', self.kernel_init, (k, k, kernel_in, self.features),
                         jnp.float32)
-    y = atrous_conv(x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype),
-                    self.rate, self.stride, self.impl)
+    x, kernel = x_BxHxWxC.astype(self.dtype), kernel.astype(self.dtype)
+    if self.padding == 'valid':
+      y = conv_valid(x, kernel, self.impl)
+    else:
+      y = atrous_conv(x, kernel, self.rate, self.stride, self.impl)
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)

@@ -91,8 +91,8 @@ class VGG16FCN(nn.Module):
       x = max_pool_caffe(x, 2, stride=2, pad=0)
       if stage in (3, 4):
         maps[f'pool{stage}'] = x
-    x = nn.Conv(self.fc_width, (FC6_KERNEL, FC6_KERNEL), padding='VALID', dtype=self.layers.dtype,
-                param_dtype=jnp.float32, kernel_init=nn.initializers.he_normal(), name='fc6')(x)
+    # Valid (no padding); on CPU an im2col matmul (atrous.conv_valid).
+    x = self.layers.conv(self.fc_width, FC6_KERNEL, padding='valid', name='fc6')(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
     x = nn.relu(self.layers.conv(self.fc_width, 1, name='fc7')(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
