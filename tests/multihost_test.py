@@ -69,10 +69,9 @@ def test_two_processes_train_like_one(tiny_config, data_dir, tmp_path, monkeypat
       yield {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
   monkeypatch.setattr(input_pipeline, 'train_iterator', both_shards)
-  try:
+  with processes_lib.killed_on_error(processes):
     one = jax.device_get(train_lib.train_and_evaluate(tiny_config, str(tmp_path / 'one')))
-  finally:
-    logs = [err for _, err in processes_lib.wait_all(processes)]
+  logs = [err for _, err in processes_lib.wait_all(processes)]
   assert 'process(es)' in logs[0] and 'step 4/4' in logs[0]
   assert 'step 4/4' not in logs[1]  # Only process 0 logs progress.
   assert sorted(checkpoint.manager(str(workdir), read_only=True).all_steps()) == [2, 4]
@@ -159,13 +158,12 @@ def test_two_processes_run_the_device_crf_step_like_one():
   processes = [subprocess.Popen(
       [sys.executable, '-c', _CRF_STEP, f'localhost:{port}', str(i)], cwd=ROOT, env=env,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-  try:
+  with processes_lib.killed_on_error(processes):
     # Meanwhile, here: 1 process, 8 devices, the same global batch.
     mesh = sharding.make_mesh()
     batch = [jax.device_put(x, sharding.batch_sharded(mesh)) for x in _crf_batch()]
     preds, confusion = evaluation.make_crf_step(_crf_config(), mesh, lattice_on_host=False)(*batch)
-  finally:
-    outs = processes_lib.wait_all(processes)
+  outs = processes_lib.wait_all(processes)
   results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
   preds = np.asarray(preds)
   # Both size the lattices for the largest image of the global batch (on

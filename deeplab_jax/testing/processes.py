@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -23,6 +24,23 @@ def cpu_env(devices: int, **extra) -> dict:
               XLA_FLAGS=f'{flags} --xla_force_host_platform_device_count={devices}')
 
 
+def _kill(processes):
+  for process in processes:
+    if process.poll() is None:
+      process.kill()
+
+
+@contextlib.contextmanager
+def killed_on_error(processes):
+  """Runs the body (this process's share of the test); if it raises, the
+  children are killed at once rather than waited for."""
+  try:
+    yield
+  except BaseException:
+    _kill(processes)
+    raise
+
+
 def wait_all(processes, timeout=300):
   """Each process's (stdout, stderr) once all have exited; any still running
   when this raises (a timeout, or an error while waiting) is killed. Asserts
@@ -30,9 +48,7 @@ def wait_all(processes, timeout=300):
   try:
     outs = [process.communicate(timeout=timeout) for process in processes]
   finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
+    _kill(processes)
   for i, (process, (_, err)) in enumerate(zip(processes, outs)):
     assert process.returncode == 0, f'process {i}: {(err or "")[-3000:]}'
   return outs
