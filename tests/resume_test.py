@@ -19,6 +19,7 @@ from deeplab_jax import optim
 from deeplab_jax import sharding
 from deeplab_jax import train_step
 from deeplab_jax.data import input_pipeline
+from deeplab_jax.testing import processes as processes_lib
 from deeplab_jax.testing.trees import assert_trees_equal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,9 +118,7 @@ def _run_until(process, step):
 
 
 def _finish(workdir, data_dir):
-  process = _start(workdir, data_dir)
-  _, err = process.communicate(timeout=300)
-  assert process.returncode == 0, err
+  _, err = processes_lib.wait_all([_start(workdir, data_dir)])[0]
   return err
 
 
@@ -150,8 +149,7 @@ def test_sigterm_saves_at_the_current_step_and_resumes_bit_identical(
   process = _start(tmp_path, data_dir)
   _run_until(process, 6)
   process.send_signal(signal.SIGTERM)
-  _, err = process.communicate(timeout=120)
-  assert process.returncode == 0, err
+  _, err = processes_lib.wait_all([process], timeout=120)[0]
   stopped = int(err.split('SIGTERM received: stopped at step ')[1].split('/')[0])
   assert 6 <= stopped < STEPS
   mngr = checkpoint.manager(str(tmp_path), read_only=True)
