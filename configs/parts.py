@@ -39,7 +39,7 @@ CAFFE_INPUT = dict(
     align_corners=True)  # Caffe's Interp convention for every bilinear resize.
 
 
-def _section(**fields) -> ml_collections.ConfigDict:
+def section(**fields) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
@@ -85,7 +85,7 @@ def input_(crop_size, eval_size, scales=(), scale_range=(1.0, 1.0), flip=True,
 
 def small(widths=(16, 32, 64), atrous_widths=(64, 64), atrous_rates=(2, 4), residual=False):
   """`config.model.backbone` 'small' (models/small.py): narrow, for CPUs and tests."""
-  return _section(
+  return section(
       name='small',
       widths=tuple(widths),  # Stride-2 stage widths (strides 2, 4, 8).
       atrous_widths=tuple(atrous_widths),  # Atrous stages after output stride 8.
@@ -95,7 +95,7 @@ def small(widths=(16, 32, 64), atrous_widths=(64, 64), atrous_rates=(2, 4), resi
 
 def vgg16(pools=vgg.LARGEFOV_POOLS, eval_pools=(), pool5a=False, base_width=64):
   """`config.model.backbone` 'vgg16' (models/vgg.py): DeepLab's VGG-16, output stride 8."""
-  return _section(
+  return section(
       name='vgg16',
       # pool1 .. pool5 as (kernel, stride, pad), the release's (vgg.LARGEFOV_POOLS;
       # v1 DeepLab vgg.V1_POOLS); eval_pools the test prototxt's where it
@@ -110,7 +110,7 @@ def resnet(depth=101, base_width=64, stride_in_1x1=True, output_stride=8, multi_
            dilation_style='deeplab_v2', stem_ceil_mode=True):
   """`config.model.backbone` 'resnet' (models/resnet.py): v2's Caffe ResNet at output
   stride 8 by default; `torchvision_resnet` gives torchvision's layout."""
-  return _section(
+  return section(
       name='resnet',
       depth=depth,  # 50, 101, 152 (14, 26: one, two blocks a stage, for tests).
       base_width=base_width,  # Stem width, the stages scale (paper: 64).
@@ -134,7 +134,7 @@ def torchvision_resnet(depth=50, output_stride=8, multi_grid=()):
 
 def aspp(rates, hidden=(), kernel_size=3, dropout=0.0):
   """`config.model.head` 'aspp' (models/aspp.py): branches summed; LargeFOV is one rate."""
-  return _section(
+  return section(
       name='aspp',
       rates=tuple(rates),  # One branch per rate: (12,) LargeFOV, (6, 12, 18, 24) ASPP-L.
       hidden=tuple(hidden),  # Per-branch hidden widths: VGG's fc6, fc7 (1024, 1024); () none.
@@ -144,7 +144,7 @@ def aspp(rates, hidden=(), kernel_size=3, dropout=0.0):
 
 def fcn_head(width=None, dropout=0.1):
   """`config.model.head` 'fcn_head' (models/fcn_head.py): torchvision's FCNHead."""
-  return _section(
+  return section(
       name='fcn_head',
       width=placeholder(int) if width is None else width,  # 3x3 conv width; None = input / 4.
       dropout=dropout)  # Before the classifier (torchvision: 0.1).
@@ -154,7 +154,7 @@ def fcn_head(width=None, dropout=0.1):
 def aspp_v3(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
             extra_conv=False, separable=False, reads=('out',)):
   """`config.model.head` 'aspp_v3' (models/aspp_v3.py): DeepLab v3's ASPP, concatenated."""
-  return _section(
+  return section(
       name='aspp_v3',
       # 3x3 atrous branches beside the 1x1 one: (6, 12, 18) at output stride 16,
       # (12, 24, 36) at 8 (v3 paper section 3.3; torchvision's DeepLabHead: 12, 24, 36).
@@ -171,7 +171,7 @@ def deeplabv3plus(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
                   separable=False, low_level_width=48, decoder_width=256,
                   align_corners=True, reads=('layer2', 'out')):
   """`config.model.head` 'deeplabv3plus' (models/decoder.py): v3's ASPP + v3+'s decoder."""
-  return _section(
+  return section(
       name='deeplabv3plus',
       rates=tuple(rates),  # ASPP atrous rates, as aspp_v3 (output stride 16: 6, 12, 18).
       width=width,  # ASPP width (256).
@@ -190,7 +190,7 @@ def deeplabv3plus(rates=(6, 12, 18), width=256, image_pooling=True, dropout=0.1,
 
 def multilayer(widths=(128, 128), dropout=0.5):
   """`config.model.multilayer` (models/multilayer.py): v1 MSc's MLPs on image and pool1-4."""
-  return _section(
+  return section(
       widths=tuple(widths),  # {b}_conv, {b}_fc widths (release: 128, 128).
       dropout=dropout)  # After each (release: 0.5).
 
@@ -379,79 +379,3 @@ def compose(dataset, input, model, optim, loss, crf, seed=0,  # pylint: disable=
   config.eval = evaluation() if eval is None else eval  # Inference, TTA, CRF, outputs.
   config.crf = crf  # The dense CRF's parameters (evaluate.py --crf, the CRF layer).
   return config
-
-
-# ------------------------------------------------------------ FCN ----
-
-FCN_INPUT = dict(
-    channel_order='bgr',  # The FCN caffemodels take BGR ...
-    # ... 0-255 minus this mean (voc-fcn*/net.py's `mean`, BGR), no scaling.
-    pixel_mean=(104.00699, 116.66877, 122.67892),
-    pixel_std=(1.0, 1.0, 1.0),
-    align_corners=True)  # Unused by FCN's stride-1 output; Caffe's convention.
-
-
-def vgg16_fcn(base_width=64, fc_width=4096, dropout=0.5):
-  """`config.model.backbone` 'vgg16_fcn' (models/fcn_vgg.py): FCN's VGG-16, stride 32."""
-  return _section(
-      name='vgg16_fcn',
-      base_width=base_width,  # conv1_1's width, the rest scale (release: 64).
-      fc_width=fc_width,  # fc6 (7x7 valid) and fc7 (1x1) channels (release: 4096).
-      dropout=dropout)  # After fc6 and fc7 (release: 0.5).
-
-
-def fcn(skips=('pool4', 'pool3'), skip_scales=()):
-  """`config.model.head` 'fcn' (models/fcn.py): score_fr, skips, bilinear upscore, crops."""
-  return _section(
-      name='fcn',
-      # Skip streams fused in turn: () FCN-32s, ('pool4',) 16s, ('pool4', 'pool3') 8s.
-      skips=tuple(skips),
-      # Caffe Scale factors before each skip's score layer (at-once FCN-8s:
-      # 0.01, 0.0001, frozen); () = none, as the staged nets.
-      skip_scales=tuple(skip_scales))
-
-
-# Caffe's lr_mult 0 on the Deconvolutions (all four FCN nets) and the at-once
-# Scale layers: fixed bilinear upsampling, fixed skip scales (optim.lr_mults rows).
-FCN_FROZEN = (('head/upscore', 0, 0), ('head/scale_', 0, 0))
-
-
-def fcn_sgd(base_lr):
-  """`config.optim` of the FCN releases (voc-fcn*/solver.prototxt): lr_policy
-  "fixed" (a 'step' schedule with gamma 1), momentum 0.99, decay 5e-4, every
-  layer at lr_mult 1 / 2 (weights / biases), the upsampling and scales frozen."""
-  return sgd(base_lr, schedule='step', step_gamma=1.0, momentum=0.99, weight_decay=5e-4,
-             backbone_bias_lr_mult=2.0, classifier_kernel_lr_mult=1.0,
-             classifier_bias_lr_mult=2.0, lr_mults=FCN_FROZEN)
-
-
-# ------------------------------------------------------------ U-Net ----
-# models/unet.py (Ronneberger et al. 2015). The encoder and the decoder take
-# the same `depth` and `padding`; `unet()` gives both sections at once.
-
-def unet_encoder(depth=4, base_width=64, padding='same', mirror=True):
-  """`config.model.backbone` 'unet_encoder': U-Net's contracting path."""
-  return _section(
-      name='unet_encoder',
-      depth=depth,  # 2x2 max pools (paper: 4); features at strides 1 .. 2^depth.
-      base_width=base_width,  # Level 0's width, doubling per level (paper: 64 -> 1024).
-      # 'same' (3x3 convs padded: output = input size, any size) or 'valid'
-      # (the paper's unpadded convs: 572 -> 388 at depth 4).
-      padding=padding,
-      # 'valid' only: extend the input by mirroring (the paper's overlap-tile)
-      # so the output is the input's size, as training and evaluation need;
-      # False: the raw network (valid sizes only, output smaller, centred).
-      mirror=mirror)
-
-
-def unet_decoder(depth=4, padding='same'):
-  """`config.model.head` 'unet_decoder': U-Net's expanding path and 1x1 classifier."""
-  return _section(
-      name='unet_decoder',
-      depth=depth,  # As the encoder's.
-      padding=padding)  # As the encoder's.
-
-
-def unet(depth=4, base_width=64, padding='same', mirror=True):
-  """(backbone, head) sections of one U-Net, for `model(*unet(...))`."""
-  return (unet_encoder(depth, base_width, padding, mirror), unet_decoder(depth, padding))

@@ -19,6 +19,7 @@ comparison run). Val mIoU after them: 0.7155, 0.7999 with the CRF
 `configs/tiny.py:shapes_fcn8s` is it shrunk for tests.
 """
 
+from configs import family_parts
 from configs import parts
 from configs.shapes import get_config as shapes_config
 
@@ -26,10 +27,11 @@ from configs.shapes import get_config as shapes_config
 def get_config():
   config = shapes_config()
   config.model = parts.model(
-      parts.vgg16_fcn(base_width=8, fc_width=64, dropout=0.1),
-      parts.fcn(skips=('pool4', 'pool3')), batch_norm='none', atrous_impl='dilation_taps_grad')
+      family_parts.vgg16_fcn(base_width=8, fc_width=64, dropout=0.1),
+      family_parts.fcn(skips=('pool4', 'pool3')), batch_norm='none',
+      atrous_impl='dilation_taps_grad')
   config.optim = parts.sgd(base_lr=0.01, warmup_steps=20, weight_decay=1e-4, momentum=0.9,
                            backbone_bias_lr_mult=2.0, classifier_kernel_lr_mult=1.0,
-                           classifier_bias_lr_mult=2.0, lr_mults=parts.FCN_FROZEN)
+                           classifier_bias_lr_mult=2.0, lr_mults=family_parts.FCN_FROZEN)
   config.loss = parts.loss(upsample_logits=True, normalize='batch')
   return config

@@ -23,12 +23,13 @@ a 316 px tile at depth 4). `configs/tiny.py:shapes_unet` is this shrunk for
 tests (seconds, meaningless numbers).
 """
 
+from configs import family_parts
 from configs import parts
 from configs import shapes
 
 
 def get_config():
   config = shapes.get_config()
-  backbone, head = parts.unet(depth=4, base_width=8, padding='same')
+  backbone, head = family_parts.unet(depth=4, base_width=8, padding='same')
   config.model = parts.model(backbone, head, atrous_impl='dilation')
   return config

@@ -27,6 +27,7 @@ BACKBONES = {
     'unet_encoder': dict(depth=2, base_width=4),  # 32 px crops: strides 1, 2, 4.
     'resnet': dict(depth=14, base_width=8,
                multi_grid=()),  # One block in layer5: v3's (1, 2, 4) cannot apply.
+    'mobilenet_v3': dict(width_mult=0.25),  # Every width 8 to 40 (MobileNetV3-Large / 4).
 }
 
 
@@ -67,6 +68,7 @@ HEADS = {
     'fcn': lambda head, backbone: None,  # FCN's score layers have no widths of their own.
     'fcn_head': lambda head, backbone: None,  # torchvision's FCNHead: input width / 4.
     'unet_decoder': _shrink_unet_decoder,
+    'lraspp': lambda head, backbone: setattr(head, 'width', 16),
 }
 # Per config, what its tiny variant sets beyond the shrinking.
 SPECIAL = {

@@ -30,6 +30,7 @@ needs every leaf). `configs/tiny.py:voc_fcn8s` is this family
 shrunk for smoke tests.
 """
 
+from configs import family_parts
 from configs import parts
 from configs.voc_largefov import voc_dataset
 from deeplab_jax.crf import params as crf_params
@@ -41,9 +42,10 @@ def fcn_config(skips, base_lr, skip_scales=(), num_train_steps=100_000):
       dataset=voc_dataset(),
       # Batch 1 of whole images in the release: 500x500 crops hold any VOC image whole.
       input=parts.input_(crop_size=500, eval_size=500, flip=False),
-      model=parts.model(parts.vgg16_fcn(), parts.fcn(skips=skips, skip_scales=skip_scales),
-                        batch_norm='none', **parts.FCN_INPUT),
-      optim=parts.fcn_sgd(base_lr),
+      model=parts.model(family_parts.vgg16_fcn(),
+                        family_parts.fcn(skips=skips, skip_scales=skip_scales),
+                        batch_norm='none', **family_parts.FCN_INPUT),
+      optim=family_parts.fcn_sgd(base_lr),
       # Stride-1 logits: the labels are used as they are; summed, not averaged.
       loss=parts.loss(upsample_logits=True, normalize='sum'),
       crf=parts.crf(crf_params.VGG_LARGEFOV),  # Only for evaluate.py --crf; FCN has none.

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from configs import family_parts
 from configs import parts
 from configs import tiny
 from deeplab_jax import models
@@ -116,7 +117,7 @@ def test_bad_head_fields_are_user_errors():
   with pytest.raises(UserError, match='skip_scales'):
     models.build(config)
   config = fcn_config('8s')
-  config.model.head = parts.fcn()
+  config.model.head = family_parts.fcn()
   config.model.backbone = parts.vgg16(base_width=8)
   with pytest.raises(UserError, match='fc7'):
     models.build(config)

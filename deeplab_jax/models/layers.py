@@ -72,10 +72,10 @@ class Layers:
     there) with these layers."""
     return SeparableConvBN(features, kernel_size, layers=self, **kwargs)
 
-  def norm(self, train, name='bn', momentum=0.9):
+  def norm(self, train, name='bn', momentum=0.9, epsilon=1e-5):
     """The BatchNorm of mode `batch_norm` (not 'none'), called as f(x)."""
     return make_batch_norm(self.batch_norm, train, name=name, momentum=momentum,
-                           dtype=self.dtype)
+                           epsilon=epsilon, dtype=self.dtype)
 
 
 class ConvBN(nn.Module):
@@ -84,7 +84,8 @@ class ConvBN(nn.Module):
   stride: int = 1
   rate: int = 1
   relu: bool = True
-  bn_momentum: float = 0.9
+  bn_momentum: float = 0.9  # flax's convention: PyTorch's momentum m is 1 - m here.
+  bn_epsilon: float = 1e-5  # PyTorch's BatchNorm2d default (MobileNetV3: 1e-3).
   layers: Layers = Layers()
 
   @nn.compact
@@ -93,7 +94,7 @@ class ConvBN(nn.Module):
     x = self.layers.conv(self.features, self.kernel_size, rate=self.rate,
                          stride=self.stride, use_bias=not use_bn, name='conv')(x)
     if use_bn:
-      x = self.layers.norm(train, momentum=self.bn_momentum)(x)
+      x = self.layers.norm(train, momentum=self.bn_momentum, epsilon=self.bn_epsilon)(x)
     return nn.relu(x) if self.relu else x
 
 

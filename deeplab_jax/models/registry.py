@@ -39,12 +39,14 @@ _BUILT_IN = {
                  'vgg16': 'deeplab_jax.models.vgg',  # DeepLab v1/v2's VGG-16.
                  'vgg16_fcn': 'deeplab_jax.models.fcn_vgg',  # FCN's VGG-16 (pad 100, fc6 7x7).
                  'resnet': 'deeplab_jax.models.resnet',  # Caffe (v2) or torchvision layout.
+                 'mobilenet_v3': 'deeplab_jax.models.mobilenet',  # torchvision's MobileNetV3.
                  'unet_encoder': 'deeplab_jax.models.unet'},  # U-Net's contracting path.
     'head': {'aspp': 'deeplab_jax.models.aspp',  # v1/v2 LargeFOV and ASPP (summed).
              'aspp_v3': 'deeplab_jax.models.aspp_v3',  # v3: + 1x1 and image pooling, BN.
              'deeplabv3plus': 'deeplab_jax.models.decoder',  # v3+: ASPP v3 + decoder.
              'fcn': 'deeplab_jax.models.fcn',  # FCN-32s / 16s / 8s.
              'fcn_head': 'deeplab_jax.models.fcn_head',  # torchvision's FCNHead.
+             'lraspp': 'deeplab_jax.models.lraspp',  # MobileNetV3's Lite R-ASPP.
              'unet_decoder': 'deeplab_jax.models.unet'},  # U-Net's expanding path.
 }
 _REGISTRY: dict[str, dict[str, Callable]] = {kind: {} for kind in KINDS}

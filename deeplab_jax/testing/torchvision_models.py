@@ -4,6 +4,7 @@
     segmentation = torchvision_models.segmentation()   # torchvision.models.segmentation
     net = segmentation.fcn_resnet50(weights=None, weights_backbone=None)
     resnet = torchvision_models.resnet()               # torchvision.models.resnet
+    mobilenet = torchvision_models.mobilenet_v3()      # torchvision.models.mobilenetv3
 
 torchvision's top-level `__init__` loads its C++/CUDA extension (`torchvision
 .ops` registers `torchvision::nms`), and the CPU-only PyPI wheel of the
@@ -74,6 +75,11 @@ def segmentation():
 def resnet():
   """`torchvision.models.resnet` (ResNet, Bottleneck, resnet50, ...)."""
   return _load('models.resnet')
+
+
+def mobilenet_v3():
+  """`torchvision.models.mobilenetv3` (mobilenet_v3_large, _small, `_mobilenet_v3_conf`)."""
+  return _load('models.mobilenetv3')
 
 
 def require():

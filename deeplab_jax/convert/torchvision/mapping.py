@@ -16,18 +16,30 @@ from deeplab_jax import models
 from deeplab_jax import variables_tree
 from deeplab_jax.convert.converted import Converted
 from deeplab_jax.errors import UserError
+from deeplab_jax.models import mobilenet
+from deeplab_jax.models.layers import Layers
 
 SEGMENTATION, IMAGENET = 'torchvision_segmentation', 'torchvision_resnet_imagenet'
-SOURCES = (SEGMENTATION, IMAGENET)
+MOBILENET_IMAGENET = 'torchvision_mobilenet_v3_imagenet'
+SOURCES = (SEGMENTATION, IMAGENET, MOBILENET_IMAGENET)
 DESCRIPTIONS = {SEGMENTATION: 'torchvision segmentation model (backbone + classifier)',
-                IMAGENET: 'torchvision ImageNet ResNet'}
+                IMAGENET: 'torchvision ImageNet ResNet',
+                MOBILENET_IMAGENET: 'torchvision ImageNet MobileNetV3'}
+# What a source's file has beside the model's variables (dropped and reported).
+_DROPPED = {SEGMENTATION: 'aux_classifier.', IMAGENET: 'fc.', MOBILENET_IMAGENET: 'classifier.'}
 _LEAVES = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean',
            'var': 'running_var'}
 _BLOCK = {'reduce': ('conv1', 'bn1'), 'conv3x3': ('conv2', 'bn2'),
           'increase': ('conv3', 'bn3'), 'shortcut': ('downsample.0', 'downsample.1')}
-# Head module path -> torchvision module, per head name (FCNHead's Sequential indices).
+_CONV_BN = {'conv': '0', 'bn': '1'}  # torchvision's Conv2dNormActivation indices.
+# Head module path -> torchvision module, per head name (FCNHead's Sequential
+# indices; LRASPPHead's attributes, `scale.1` the conv after its pooling).
 _HEADS = {'fcn_head': {'conv3x3/conv': 'classifier.0', 'conv3x3/bn': 'classifier.1',
-                       'classifier': 'classifier.4'}}
+                       'classifier': 'classifier.4'},
+          'lraspp': {'cbr/conv': 'classifier.cbr.0', 'cbr/bn': 'classifier.cbr.1',
+                     'scale': 'classifier.scale.1',
+                     'low_classifier': 'classifier.low_classifier',
+                     'high_classifier': 'classifier.high_classifier'}}
 
 
 def _aspp_v3(head):
@@ -45,11 +57,15 @@ def _aspp_v3(head):
   return table
 
 
+def _is_mobilenet(keys, prefix) -> bool:
+  return f'{prefix}0.0.weight' in keys and f'{prefix}1.block.0.0.weight' in keys
+
+
 def is_torchvision(state) -> bool:
-  """Whether a state_dict has torchvision's segmentation or ResNet keys."""
+  """Whether a state_dict has torchvision's segmentation, ResNet or MobileNetV3 keys."""
   keys = set(state)
-  return 'conv1.weight' in keys and 'bn1.weight' in keys or any(
-      k.startswith('backbone.conv1.') for k in keys)
+  return ('conv1.weight' in keys and 'bn1.weight' in keys or _is_mobilenet(keys, 'features.')
+          or any(k.startswith(('backbone.conv1.', 'backbone.0.0.')) for k in keys))
 
 
 def detect(state) -> str:
@@ -58,12 +74,21 @@ def detect(state) -> str:
     return SEGMENTATION
   if 'conv1.weight' in keys and 'bn1.weight' in keys:
     return IMAGENET
-  raise UserError(f'not a torchvision ResNet or segmentation checkpoint (keys such as '
-                  f'{sorted(keys)[:6]})')
+  if _is_mobilenet(keys, 'features.'):
+    return MOBILENET_IMAGENET
+  raise UserError(f'not a torchvision ResNet, MobileNetV3 or segmentation checkpoint (keys '
+                  f'such as {sorted(keys)[:6]})')
 
 
-def _trunk_key(parts):
-  """trunk path parts (after 'trunk') -> torchvision module, or None."""
+def _file_trunk(state, source) -> str:
+  """The backbone the file holds: 'resnet' or 'mobilenet_v3'."""
+  if source == SEGMENTATION:
+    return 'mobilenet_v3' if _is_mobilenet(set(state), 'backbone.') else 'resnet'
+  return 'mobilenet_v3' if source == MOBILENET_IMAGENET else 'resnet'
+
+
+def _resnet_key(parts):
+  """ResNet trunk path parts (after 'trunk') -> torchvision module, or None."""
   if parts[:2] == ['layer1', 'conv1']:
     return {'conv': 'conv1', 'bn': 'bn1'}.get(parts[2])
   stage, block = re.fullmatch(r'layer(\d)', parts[0]), re.fullmatch(r'block(\d+)', parts[1])
@@ -74,20 +99,53 @@ def _trunk_key(parts):
   return f'layer{int(stage.group(1)) - 1}.{int(block.group(1)) - 1}.{module}' if module else None
 
 
-def expected_keys(config, source: str) -> tuple[dict, frozenset]:
-  """({torchvision key: (our path, shape in the file)}, absent paths) for `config`."""
-  if config.model.backbone.name != 'resnet' or config.model.backbone.get('stride_in_1x1', True):
+def _mobilenet_key(parts, blocks):
+  """MobileNetV3 trunk path parts -> torchvision `features` index path, or None.
+
+  stem -> 0, block<i> -> i (`.block.<j>`: expand, depthwise, SE, project in
+  turn, the absent ones taking no index), last -> n + 1.
+  """
+  if parts[0] in ('stem', 'last') and parts[1] in _CONV_BN:
+    return f'{0 if parts[0] == "stem" else len(blocks) + 1}.{_CONV_BN[parts[1]]}'
+  match = re.fullmatch(r'block(\d+)', parts[0])
+  if not match or not 1 <= int(match.group(1)) <= len(blocks):
+    return None
+  i = int(match.group(1))
+  block = blocks[i - 1]
+  order = [name for name, present in (('expand', block.expands), ('depthwise', True),
+                                      ('se', block.se), ('project', True)) if present]
+  if parts[1] not in order:
+    return None
+  j = order.index(parts[1])
+  inner = parts[2] if parts[1] == 'se' else _CONV_BN.get(parts[2])
+  return f'{i}.block.{j}.{inner}' if inner in ('fc1', 'fc2', '0', '1') else None
+
+
+def _trunk_keys(config, source):
+  """path parts -> torchvision module of `config`'s backbone (checked to be
+  torchvision's layout)."""
+  backbone = config.model.backbone
+  if backbone.name == 'mobilenet_v3':
+    blocks = mobilenet.from_config(backbone, Layers()).plan()
+    return lambda parts: _mobilenet_key(parts, blocks)
+  if backbone.name != 'resnet' or backbone.get('stride_in_1x1', True):
     raise UserError(
-        f'{DESCRIPTIONS[source]} weights need torchvision\'s ResNet layout: '
-        'model.backbone.name resnet with stride_in_1x1=False (configs/parts.py '
+        f'{DESCRIPTIONS[source]} weights need torchvision\'s layout: model.backbone.name '
+        'mobilenet_v3, or resnet with stride_in_1x1=False (configs/parts.py '
         'torchvision_resnet; configs/voc_fcn_resnet50.py), not '
         f'{models.describe(config.model)}')
+  return _resnet_key
+
+
+def expected_keys(config, source: str) -> tuple[dict, frozenset]:
+  """({torchvision key: (our path, shape in the file)}, absent paths) for `config`."""
+  trunk_key = _trunk_keys(config, source)
   head_map = (_aspp_v3(config.model.head) if config.model.head.name == 'aspp_v3'
               else _HEADS.get(config.model.head.name))
   if source == SEGMENTATION and head_map is None:
     raise UserError(f'model.head.name {config.model.head.name!r} has no torchvision '
-                    f'counterpart; one of {sorted(_HEADS)}')
-  prefix = 'backbone.' if source == SEGMENTATION else ''
+                    f'counterpart; one of {sorted(_HEADS) + ["aspp_v3"]}')
+  prefix = {SEGMENTATION: 'backbone.', IMAGENET: '', MOBILENET_IMAGENET: 'features.'}[source]
   table, absent = {}, set()
   for path, shape in models.variable_shapes(config).items():
     collection, scope, *parts = path.split('/')
@@ -95,9 +153,9 @@ def expected_keys(config, source: str) -> tuple[dict, frozenset]:
     if collection == 'params' and leaf in ('mean', 'var'):
       module = None
     elif scope == 'trunk':
-      module = _trunk_key(module_parts)
+      module = trunk_key(module_parts)
       module = prefix + module if module else None
-    elif scope == 'head' and source == IMAGENET:
+    elif scope == 'head' and source != SEGMENTATION:
       absent.add(path)
       continue
     else:
@@ -119,9 +177,13 @@ def convert(state: dict, config) -> Converted:
   """
   state = {k: np.asarray(v) for k, v in state.items() if not k.endswith('num_batches_tracked')}
   source = detect(state)
+  trunk = _file_trunk(state, source)
+  if trunk != config.model.backbone.name:
+    raise UserError(f'this {DESCRIPTIONS[source]} file holds a {trunk} backbone; the config '
+                    f'builds {models.describe(config.model)} (configs/voc_*mobilenet*.py and '
+                    'configs/voc_*resnet*.py take these files)')
   table, absent = expected_keys(config, source)
-  dropped_prefix = 'aux_classifier.' if source == SEGMENTATION else 'fc.'
-  dropped = tuple(sorted(k for k in state if k.startswith(dropped_prefix)))
+  dropped = tuple(sorted(k for k in state if k.startswith(_DROPPED[source])))
   missing = [f'{k} {shape} -> {path}' for k, (path, shape) in table.items() if k not in state]
   unexpected = [f'{k} {tuple(state[k].shape)}' for k in state
                 if k not in table and k not in dropped]
