@@ -4,7 +4,7 @@ A twin is a function (config, flax variables or None) -> torch.nn.Module
 computing the same logits as `models.build(config)`, with those weights when
 given, built from the independent references in deeplab_jax/testing/
 (torch_deeplab, torch_fcn, torch_deeplab_v3, torch_unet) or torchvision's
-own modules. benchmarks/models.py times them beside the JAX models;
+own modules (its ResNet and MobileNetV3 segmentation models). benchmarks/models.py times them beside the JAX models;
 tests/benchmark_families_test.py checks every twin's logits against ours.
 Imports torch inside the builders only.
 """
@@ -184,16 +184,62 @@ def _torchvision_twin(config, variables=None):
     _load_by_table(backbone, variables, table, 'backbone.')
     _load_by_table(head, variables, table, 'classifier.')
 
-  class Out(nn.Module):  # torchvision returns {'out': ...}; the benchmark wants the tensor.
+  return _out_only(wrapper(backbone, head, None))
+
+
+def _out_only(net):
+  """torchvision's segmentation model returning its `out` tensor, not {'out': ...}."""
+  from torch import nn  # pylint: disable=import-outside-toplevel
+
+  class Out(nn.Module):
 
     def __init__(self):
       super().__init__()
-      self.net = wrapper(backbone, head, None)
+      self.net = net
 
     def forward(self, x):
       return self.net(x)['out']
 
   return Out()
+
+
+def _torchvision_mobilenet_twin(config, variables=None):
+  """torchvision's lraspp_mobilenet_v3_large / deeplabv3_mobilenet_v3_large at
+  the config's variant, width_mult, reduced tail and head width: its own
+  MobileNetV3 (mobilenetv3.py's `_mobilenet_v3_conf`), LRASPP or DeepLabV3 with
+  DeepLabHead's layers; loaded by the converter's key table. Returns `out`,
+  upsampled to the input inside forward as torchvision does."""
+  from torch import nn  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.convert.torchvision import mapping  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torchvision_models  # pylint: disable=import-outside-toplevel
+  seg, tv = torchvision_models.segmentation(), torchvision_models.mobilenet_v3()
+  from torchvision.models import _utils  # pylint: disable=import-outside-toplevel
+  m, h, classes = config.model, config.model.head, config.dataset.num_classes
+  b = m.backbone
+  setting, last = tv._mobilenet_v3_conf(  # pylint: disable=protected-access
+      f'mobilenet_v3_{b.get("variant", "large")}', width_mult=b.get('width_mult', 1.0),
+      reduced_tail=b.get('reduced_tail', False), dilated=b.get('output_stride', 16) == 16)
+  features = tv.MobileNetV3(setting, last).features
+  index = lambda name: str(len(features) - 1) if name == 'out' else name[len('block'):]
+  if h.name == 'lraspp':
+    low, high = (index(r) for r in h.reads)
+    backbone = _utils.IntermediateLayerGetter(features, {low: 'low', high: 'high'})
+    net = seg.lraspp.LRASPP(backbone, features[int(low)].out_channels,
+                            features[int(high)].out_channels, classes, h.width)
+  elif h.name == 'aspp_v3' and h.get('extra_conv', False):
+    cin, w = features[-1].out_channels, h.width
+    head = nn.Sequential(seg.deeplabv3.ASPP(cin, tuple(h.rates), w),
+                         nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
+                         nn.ReLU(), nn.Conv2d(w, classes, 1))
+    head[0].project[3].p = h.dropout
+    backbone = _utils.IntermediateLayerGetter(features, {index(h.reads[0]): 'out'})
+    net = seg.deeplabv3.DeepLabV3(backbone, head, None)
+  else:
+    raise ValueError(f'no torchvision MobileNetV3 twin for head {h.name!r}')
+  if variables is not None:
+    table, _ = mapping.expected_keys(config, mapping.SEGMENTATION)
+    _load_by_table(net, variables, table)
+  return _out_only(net)
 
 
 def _deeplab_v3_twin(config, variables=None):
@@ -264,6 +310,8 @@ FAMILIES = (
     # torchvision's: the PyTorch side upsamples its logits to the input size inside forward.
     ('voc_fcn_resnet50', _torchvision_twin),
     ('voc_deeplabv3_resnet50', _torchvision_twin),
+    ('voc_lraspp_mobilenet_v3_large', _torchvision_mobilenet_twin),
+    ('voc_deeplabv3_mobilenet_v3_large', _torchvision_mobilenet_twin),
     ('shapes_unet', _unet_twin),
 )
 

@@ -34,7 +34,8 @@ from deeplab_jax.data import input_pipeline
 # configs/tiny.py:<name> of each family; a new family is one more name.
 # DeepLab v1/v2's VGG and ResNet configs have these checks in train_test.py,
 # resume_test.py and multihost_test.py; voc_deeplabv3plus covers v3's ASPP.
-FAMILIES = ('shapes', 'voc_fcn8s', 'voc_deeplabv3plus', 'voc_fcn_resnet50', 'shapes_unet')
+FAMILIES = ('shapes', 'voc_fcn8s', 'voc_deeplabv3plus', 'voc_fcn_resnet50', 'shapes_unet',
+            'voc_lraspp_mobilenet_v3_large')
 RTOL, ATOL = 2e-5, 2e-6  # As tests/train_test.py's 1 against 8 devices.
 
 
