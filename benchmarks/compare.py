@@ -44,6 +44,7 @@ FAMILIES = (
     ('DeepLab v3+', 'shapes_deeplabv3plus'),
     ('FCN-8s', 'shapes_fcn8s'),
     ('U-Net', 'shapes_unet'),
+    ('MobileNetV3 LR-ASPP', 'shapes_lraspp'),
 )
 DEFAULT_STEPS = 1400  # configs/shapes.py's num_train_steps.
 

@@ -24,7 +24,7 @@ from deeplab_jax.models import atrous
 
 # Tiny configs: the demo (shapes), ResNet ASPP-L + MSC (voc_aspp) and one per family.
 FAMILIES = ('shapes', 'voc_aspp', 'voc_largefov', 'voc_fcn8s', 'voc_deeplabv3plus',
-            'shapes_unet', 'voc_fcn_resnet50')
+            'shapes_unet', 'voc_fcn_resnet50', 'voc_lraspp_mobilenet_v3_large')
 SYMBOLIC_SHAPES = ((1, 37, 50), (3, 61, 29))  # One export, several shapes.
 FIXED_HW = (37, 50)  # ONNX: height and width fixed, the batch symbolic.
 

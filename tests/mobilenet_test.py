@@ -97,6 +97,9 @@ def test_segmentation_logits_equal_torchvision(name, config_module, seed, images
   assert all(k.startswith('aux_classifier.') for k in converted.dropped)
   assert bool(converted.dropped) == name.startswith('deeplabv3')
   variables = convert.from_file(path, config)
+  ours_count = sum(int(np.size(v)) for v in jax.tree_util.tree_leaves(variables['params']))
+  assert ours_count == sum(p.numel() for k, p in net.named_parameters()
+                           if not k.startswith('aux_classifier.'))
   logits = jax.jit(lambda v, x: models.build(config).apply(v, x, train=False))(variables, images)
   stride = 16 if name.startswith('deeplabv3') else 8
   assert logits.shape[1:3] == tuple(-(-s // stride) for s in SIZE)
