@@ -3,17 +3,21 @@
 A model is the segmenter (deeplab.py: normalisation, MSC, the optional CRF
 layer) over registered parts (registry.py), each built from its own section:
 
-  config.model.backbone  name 'small' (CPU demo / tests), 'vgg16', 'resnet'
+  config.model.backbone  name 'small' (CPU demo / tests), 'vgg16', 'resnet';
+                         the other families' 'vgg16_fcn', 'unet_encoder',
+                         'mobilenet_v3' (registry.py lists them all)
   config.model.head      name 'aspp': rates (12,) LargeFOV, (6, 12, 18, 24)
                          ASPP-L, (2, 4, 8, 12) ASPP-S; hidden (1024, 1024)
-                         for VGG's fc6 / fc7, kernel_size 4 for v1 DeepLab
+                         for VGG's fc6 / fc7, kernel_size 4 for v1 DeepLab;
+                         'aspp_v3', 'deeplabv3plus', 'fcn', 'fcn_head',
+                         'unet_decoder', 'lraspp'
   config.model.multilayer  widths (128, 128): v1 MSc on VGG's pools (absent: none)
   config.model           input_scales (1.0, 0.75, 0.5): v2 MSC on any of them;
                          crf_layer: the dense CRF as the last layer;
                          atrous_impl, batch_norm, dtype: every part's layers
                          (layers.py), checked once here.
 
-The paper configs compose these from configs/parts.py.
+The paper configs compose these from configs/parts.py (and configs/family_parts.py).
 """
 
 from __future__ import annotations
