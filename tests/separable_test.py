@@ -100,6 +100,28 @@ def test_strided_and_pointwise_depthwise_match_pytorch(k):
            _nhwc(_torch_depthwise(kernel, 1, stride)(_nchw(x))), f'stride {stride}')
 
 
+@pytest.mark.parametrize('case', [(2, 9, 11, 5, 3), (1, 12, 7, 4, 5), (1, 3, 4, 3, 5)], ids=str)
+def test_strided_depthwise_and_its_gradients_match_pytorch_in_every_implementation(case):
+  """MobileNet's stride-2 depthwise convs: 'taps' (what 'auto' picks on CPU)
+  slices the padded input per tap; the others run XLA's grouped convolution.
+  Odd and even sizes, and a 3x4 map a 5x5 kernel's corner taps overhang."""
+  b, h, w, c, k = case
+  rng = np.random.default_rng(h * w)
+  x = rng.normal(size=(b, h, w, c)).astype(np.float32)
+  kernel = rng.normal(size=(k, k, 1, c)).astype(np.float32)
+  layer = _torch_depthwise(kernel, 1, stride=2)
+  xt = _nchw(x).requires_grad_(True)
+  out = layer(xt)
+  torch.sin(out).sum().backward()
+  want_x, want_k = _nhwc(xt.grad), layer.weight.grad.numpy().transpose(2, 3, 1, 0)
+  for impl in IMPLS:
+    _close(_conv(x, kernel, 1, 2, impl), _nhwc(out), impl)
+    loss = lambda x, w, impl=impl: jnp.sum(jnp.sin(atrous.atrous_conv(x, w, 1, 2, impl)))
+    gx, gk = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, kernel)
+    _close(gx, want_x, f'{impl} input')
+    _close(gk, want_k, f'{impl} kernel')
+
+
 def test_auto_for_depthwise_and_kernel_checks():
   assert atrous.resolve_impl('auto', 64, 64, 'cpu', depthwise=True) == atrous.DEPTHWISE_AUTO['cpu']
   assert atrous.resolve_impl('auto', 64, 64, 'gpu', depthwise=True) == atrous.DEPTHWISE_AUTO['gpu']

@@ -26,8 +26,9 @@ Implementations (`impl`), for stride 1:
                     README.md): on CPU 'taps' when out * 4 <= in, else
                     'dilation_taps_grad'; on GPU 'space_to_batch' (XLA's
                     dilated-conv gradient is slow there); 'dilation' on TPU.
-'space_to_batch' runs rate-1 convs as plain ones; strided convs always use
-XLA's convolution, and 1x1 convs are a dot (XLA's CPU 1x1 convolution is
+'space_to_batch' runs rate-1 convs as plain ones; strided convs use XLA's
+convolution (but a depthwise one under 'taps', so 'auto' on CPU: see below),
+and 1x1 convs are a dot (XLA's CPU 1x1 convolution is
 20-35% slower than the same contraction as a matmul).
 
 Depthwise convolution (each channel filtered alone, `feature_group_count` =
@@ -35,8 +36,9 @@ channels in XLA's terms) runs through every implementation too: a kernel
 (k, k, 1, C) on a C-channel input is depthwise (depth multiplier 1, what
 DeepLab v3+ uses), told from the kernel's shape (`groups`). 'dilation' and
 'space_to_batch' pass `feature_group_count=C` to XLA's convolution; 'taps'
-adds the k*k shifted, clipped inputs times their per-channel tap weights (no
-matmul: a depthwise tap is a per-channel product); 'dilation_taps_grad' takes
+pads the input once and adds the k*k strided slices times their per-channel
+tap weights (no matmul: a depthwise tap is a per-channel product), at any
+stride, MobileNet's stride-2 depthwise convs included; 'dilation_taps_grad' takes
 each tap's kernel gradient as a per-channel sum; a 1x1 depthwise conv is a
 per-channel product. 'auto' for depthwise: DEPTHWISE_AUTO by backend (measured
 with benchmarks/atrous.py, figures in benchmarks/README.md).
@@ -177,16 +179,33 @@ def _shifted_sum(z_BxHxWxTxO, offsets):
   return total
 
 
-def _depthwise_taps(x_BxHxWxC, kernel, rate):
-  """Stride-1 depthwise atrous conv: the sum over taps of the input shifted
-  by the tap's offset (zero outside the image) times the tap's C weights."""
-  _, h, w, _ = x_BxHxWxC.shape
+def depthwise_taps(x_BxHxWxC, kernel, rate=1, stride=1):
+  """Depthwise atrous conv at any stride: the input padded once ('same', as
+  `conv_dilation`), then per tap a strided slice times the tap's C weights,
+  summed; taps whose samples all fall in the padding are left out. Its
+  gradients are pads and products, which XLA's CPU backend runs 3-10x faster
+  than its grouped-convolution gradients (benchmarks/README.md, MobileNetV3).
+  """
+  b, h, w, c = x_BxHxWxC.shape
+  k = kernel.shape[0]
+  (top, bottom), (left, right) = same_padding(k, rate), same_padding(k, rate)
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  ho = (h + top + bottom - rate * (k - 1) - 1) // stride + 1
+  wo = (w + left + right - rate * (k - 1) - 1) // stride + 1
+
+  def reaches_image(offset, before, size, out):  # Any of offset + stride * t in the image?
+    return offset + stride * (out - 1) >= before and offset < before + size
+
   total = None
-  for i, j, dy, dx in _tap_offsets(kernel.shape[0], rate, h, w):
-    y0, y1, x0, x1 = _in_image(dy, dx, h, w)
-    part = x_BxHxWxC[:, y0 + dy:y1 + dy, x0 + dx:x1 + dx] * kernel[i, j, 0]
-    part = jnp.pad(part, ((0, 0), (y0, h - y1), (x0, w - x1), (0, 0)))
-    total = part if total is None else total + part
+  for i in range(k):
+    for j in range(k):
+      dy, dx = i * rate, j * rate
+      if not (reaches_image(dy, top, h, ho) and reaches_image(dx, left, w, wo)):
+        continue
+      part = jax.lax.slice(x, (0, dy, dx, 0),
+                           (b, dy + stride * (ho - 1) + 1, dx + stride * (wo - 1) + 1, c),
+                           (1, stride, stride, 1)) * kernel[i, j, 0]
+      total = part if total is None else total + part
   return total
 
 
@@ -196,11 +215,11 @@ def conv_taps(x_BxHxWxC, kernel, rate):
   The k*k taps are one (C, k*k, O) matrix; each tap's O-channel slice of the
   product is shifted by the tap's offset, clipped to the image and added.
   (Fusing an ASPP head's branches into one matmul measured slower on CPU.)
-  Depthwise kernels take `_depthwise_taps`.
+  Depthwise kernels take `depthwise_taps`.
   """
   _, h, w, c = x_BxHxWxC.shape
   if groups(c, kernel.shape) > 1:
-    return _depthwise_taps(x_BxHxWxC, kernel, rate)
+    return depthwise_taps(x_BxHxWxC, kernel, rate)
   taps = _tap_offsets(kernel.shape[0], rate, h, w)
   columns = jnp.stack([kernel[i, j] for i, j, _, _ in taps], axis=1)
   z = jnp.einsum('bhwc,cto->bhwto', x_BxHxWxC, columns)
@@ -249,6 +268,8 @@ def atrous_conv(x_BxHxWxC, kernel, rate=1, stride=1, impl='dilation'):
   if k == 1:
     return conv_pointwise(x_BxHxWxC, kernel, stride)
   impl = resolve_impl(impl, in_features, out_features, depthwise=depthwise)
+  if depthwise and impl == 'taps':  # Any stride (MobileNet's strided depthwise convs).
+    return depthwise_taps(x_BxHxWxC, kernel, rate, stride)
   if stride > 1 or impl == 'dilation':
     return conv_dilation(x_BxHxWxC, kernel, rate, stride)
   if impl == 'dilation_taps_grad':
