@@ -67,7 +67,8 @@ def measure(config, settings, steps):
   for setting in settings:
     options = setting_options(config, setting)
     predict = inference.make_predict_fn(config, model, mesh, options)
-    labels_fn = jax.jit(lambda v, x, predict=predict: jnp.argmax(predict(v, x), -1))
+    labels_fn = jax.jit(lambda v, x, predict=predict: jnp.argmax(predict(v, x), -1),
+                        compiler_options=xla_flags.model_compiler_options(config.model))
     start = time.perf_counter()
     jax.block_until_ready(labels_fn(variables, images))
     compile_s = time.perf_counter() - start

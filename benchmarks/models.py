@@ -73,7 +73,8 @@ def time_jax_forward(config, batch, steps):
   model = models.build(config)
   images, _ = timing.random_batch(config, batch)
   variables = _init_variables(model, images)
-  forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False),  # As inference compiles it.
+                    compiler_options=xla_flags.model_compiler_options(config.model))
   start = time.perf_counter()
   flops = timing.xla_flops(forward, variables, images)
   jax.block_until_ready(forward(variables, images))

@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeplab_jax import sharding
+from deeplab_jax import xla_flags
 from deeplab_jax.errors import UserError
 from deeplab_jax.models.resize import (resize_bilinear, resize_by_scale, scaled_size,
                                        upsample_scores)
@@ -299,8 +300,9 @@ def make_predict_fn(config, model, mesh=None,
         lambda x: model.apply(variables, x, train=False), images_BxHxWx3,
         options, pad_value)
 
+  compiler_options = xla_flags.model_compiler_options(config.model)
   if mesh is None:
-    return jax.jit(predict)
+    return jax.jit(predict, compiler_options=compiler_options)
   batch = sharding.batch_sharded(mesh)
   return jax.jit(predict, in_shardings=(sharding.replicated(mesh), batch),
-                 out_shardings=batch)
+                 out_shardings=batch, compiler_options=compiler_options)

@@ -237,4 +237,5 @@ def make_train_step(config, model, tx, schedule, mesh, objective=None):
   repl = sharding.replicated(mesh)
   return jax.jit(train_step,
                  in_shardings=(repl, sharding.batch_sharded(mesh)),
-                 out_shardings=(repl, repl), donate_argnums=(0,))
+                 out_shardings=(repl, repl), donate_argnums=(0,),
+                 compiler_options=xla_flags.model_compiler_options(config.model))

@@ -13,7 +13,9 @@ setting the user made in XLA_FLAGS.
 The dense CRF's mean-field (gathers, scatter-adds, a separable filter) runs
 about 1.5-2x slower with that flag (a batch of 16 192x192 images: 5.0 s
 against 2.4-3.5 s), so its jitted functions compile with XLA's default
-instead (`without_cpu_flags`, a per-compile option).
+instead (`without_cpu_flags`, a per-compile option). So do the train step
+and prediction of the backbones in DEFAULT_FUSION_BACKBONES
+(`model_compiler_options`), which the flag slows down.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ import os
 
 _TESTED_JAXLIB = ('0.10.',)
 CPU_FLAGS = {'--xla_cpu_experimental_ynn_fusion_type': '+eltwise'}
+# Backbones whose train step and prediction compile with XLA's defaults: the
+# YNN elementwise fusion slows MobileNetV3 (its depthwise taps, hard-swish and
+# squeeze-excitation are elementwise work): voc_lraspp_mobilenet_v3_large,
+# batch 2 at 321x321 on 2 cores, forward 94 -> 23 ms and gradients 619 ->
+# 284 ms without it (jaxlib 0.10.2, 2026-12-08).
+DEFAULT_FUSION_BACKBONES = ('mobilenet_v3',)
 # XLA's own values of CPU_FLAGS (an empty list: no YNN fusions).
 XLA_DEFAULTS = {'--xla_cpu_experimental_ynn_fusion_type': ''}
 
@@ -59,3 +67,11 @@ def without_cpu_flags(environ=os.environ, backend=None):
   options = {name.lstrip('-'): XLA_DEFAULTS[name] for name, value in CPU_FLAGS.items()
              if f'{name}={value}' in current}
   return options if backend == 'cpu' and options else None
+
+
+def model_compiler_options(model_config, environ=os.environ, backend=None):
+  """`compiler_options` for the jitted train step and prediction of
+  `config.model`: `without_cpu_flags` for DEFAULT_FUSION_BACKBONES, else None."""
+  if model_config.backbone.name in DEFAULT_FUSION_BACKBONES:
+    return without_cpu_flags(environ, backend)
+  return None

@@ -39,3 +39,14 @@ def test_the_crf_compiles_with_xlas_defaults_instead_of_ours():
   users = {'XLA_FLAGS': '--xla_cpu_experimental_ynn_fusion_type=dot'}
   assert xla_flags.without_cpu_flags(users, backend='cpu') is None
   assert xla_flags.without_cpu_flags({}, backend='cpu') is None
+
+
+def test_mobilenet_models_compile_with_xlas_defaults_and_others_with_ours():
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  ours = {'XLA_FLAGS': '--xla_cpu_experimental_ynn_fusion_type=+eltwise'}
+  mobilenet = tiny.get_config('voc_lraspp_mobilenet_v3_large').model
+  assert xla_flags.model_compiler_options(mobilenet, ours, backend='cpu') == {
+      'xla_cpu_experimental_ynn_fusion_type': ''}
+  assert xla_flags.model_compiler_options(mobilenet, ours, backend='gpu') is None
+  assert xla_flags.model_compiler_options(tiny.get_config('voc_aspp').model, ours,
+                                          backend='cpu') is None
