@@ -52,6 +52,9 @@ def setting_options(config, setting):
   return options
 
 
+_argmax = jax.jit(lambda logits: jnp.argmax(logits, -1))
+
+
 def measure(config, settings, steps):
   """Yields one result dict per setting (see the module docstring)."""
   mesh = sharding.make_mesh()
@@ -67,8 +70,10 @@ def measure(config, settings, steps):
   for setting in settings:
     options = setting_options(config, setting)
     predict = inference.make_predict_fn(config, model, mesh, options)
-    labels_fn = jax.jit(lambda v, x, predict=predict: jnp.argmax(predict(v, x), -1),
-                        compiler_options=xla_flags.model_compiler_options(config.model))
+    # Two calls, not one jit around both: the jitted predict may carry its
+    # model's compiler options (xla_flags.model_compiler_options), which a
+    # nested jit cannot take.
+    labels_fn = lambda v, x, predict=predict: _argmax(predict(v, x))
     start = time.perf_counter()
     jax.block_until_ready(labels_fn(variables, images))
     compile_s = time.perf_counter() - start

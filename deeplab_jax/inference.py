@@ -290,7 +290,9 @@ def make_predict_fn(config, model, mesh=None,
   mode, scales and flip (or `options`), padding with the model's mean colour.
   With a `mesh`, the batch is sharded over its 'data' axis (B a multiple of
   its size), the variables replicated, and the logits come back sharded like
-  the batch.
+  the batch. Compiled with `xla_flags.model_compiler_options` (MobileNetV3 on
+  CPU: XLA's default fusions), so call it at top level, not inside another
+  jit (JAX refuses compiler options on a nested jit).
   """
   options = options_from_config(config) if options is None else options
   pad_value = pad_colour(config.model)

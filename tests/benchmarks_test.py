@@ -74,6 +74,18 @@ def test_evaluate_benchmark_reports_each_setting():
     assert line['eval_size'] == [64, 64] and line['images_per_sec'] > 0
 
 
+def test_evaluate_benchmark_runs_a_model_with_its_own_compiler_options():
+  """MobileNetV3's predict is compiled with XLA's default fusions
+  (xla_flags.model_compiler_options); JAX refuses those options on a nested
+  jit, so the benchmark must not wrap it in one."""
+  from benchmarks import evaluate as evaluate_benchmark  # pylint: disable=import-outside-toplevel
+  from deeplab_jax import xla_flags  # pylint: disable=import-outside-toplevel
+  config = tiny.get_config('shapes_lraspp')
+  assert xla_flags.model_compiler_options(config.model)  # This test process has the flag.
+  (line,) = evaluate_benchmark.measure(config, ['single'], steps=1)
+  assert line['images_per_sec'] > 0
+
+
 def test_crf_benchmark_breakdown_times_every_part():
   import numpy as np  # pylint: disable=import-outside-toplevel
   from benchmarks import crf as crf_benchmark  # pylint: disable=import-outside-toplevel
