@@ -16,8 +16,10 @@ lr 0.03 (0.2214 / 0.3633 / 0.6210 / 0.6905 at steps 350 / 700 / 1,050 /
 shapes.py's lr 0.1, 0.2423 (`python -m benchmarks.compare --output
 runs/compare1400`, 2026-12-02): the all-BatchNorm head then stays on the
 early loss plateau (0.62 at step 1,400, predicting background and disk
-only) where lr 0.03 leaves it (0.26). Other learning rates and seeds were
-not measured; benchmarks/README.md, "Model families on the built-in
+only) where lr 0.03 leaves it (0.26). On another VM of the same kind
+(2026-12-08, `python -m benchmarks.compare --output runs/compare8`) the same
+config scored 0.6300 (0.6290 with the CRF): round-off differences between
+CPUs grow over the run. Other learning rates and seeds were not measured; benchmarks/README.md, "Model families on the built-in
 dataset", has the comparison.
 `configs/tiny.py:shapes_deeplabv3plus` is the same pipeline shrunk for tests.
 """
