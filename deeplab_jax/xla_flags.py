@@ -28,7 +28,11 @@ CPU_FLAGS = {'--xla_cpu_experimental_ynn_fusion_type': '+eltwise'}
 # YNN elementwise fusion slows MobileNetV3 (its depthwise taps, hard-swish and
 # squeeze-excitation are elementwise work): voc_lraspp_mobilenet_v3_large,
 # batch 2 at 321x321 on 2 cores, forward 94 -> 23 ms and gradients 619 ->
-# 284 ms without it (jaxlib 0.10.2, 2026-12-08).
+# 284 ms without it (jaxlib 0.10.2, 2026-12-08). Open: a per-compile option
+# can only give '' (no YNN fusions at all), which also drops XLA's own YNN
+# dot / conv fusions: MobileNetV3's train step takes 597 ms with '' against
+# 290 ms with no XLA_FLAGS at all (its true defaults; '-eltwise' in XLA_FLAGS
+# gives 310, but compiler_options refuses that value).
 DEFAULT_FUSION_BACKBONES = ('mobilenet_v3',)
 # XLA's own values of CPU_FLAGS (an empty list: no YNN fusions).
 XLA_DEFAULTS = {'--xla_cpu_experimental_ynn_fusion_type': ''}
