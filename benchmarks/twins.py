@@ -4,7 +4,8 @@ A twin is a function (config, flax variables or None) -> torch.nn.Module
 computing the same logits as `models.build(config)`, with those weights when
 given, built from the independent references in deeplab_jax/testing/
 (torch_deeplab, torch_fcn, torch_deeplab_v3, torch_unet) or torchvision's
-own modules (its ResNet and MobileNetV3 segmentation models). benchmarks/models.py times them beside the JAX models;
+own modules (its ResNet and MobileNetV3 segmentation models).
+benchmarks/models.py times them beside the JAX models;
 tests/benchmark_families_test.py checks every twin's logits against ours.
 Imports torch inside the builders only.
 """
@@ -157,7 +158,6 @@ def _torchvision_twin(config, variables=None):
   segmentation.fcn_resnet50(aux_loss=False) (tests/benchmark_families_test.py).
   Returns torchvision's `out`: logits upsampled to the input size (bilinear,
   align_corners False) inside forward, as torchvision does; ours stop at stride 8."""
-  from torch import nn  # pylint: disable=import-outside-toplevel
   from deeplab_jax.convert.torchvision import mapping  # pylint: disable=import-outside-toplevel
   from deeplab_jax.testing import torchvision_models  # pylint: disable=import-outside-toplevel
   seg = torchvision_models.segmentation()
@@ -170,11 +170,7 @@ def _torchvision_twin(config, variables=None):
     head = fcn_mod.FCNHead(cin, classes)
     wrapper = fcn_mod.FCN
   elif m.head.name == 'aspp_v3' and m.head.get('extra_conv', False):
-    w = m.head.width
-    head = nn.Sequential(v3_mod.ASPP(cin, tuple(m.head.rates), w),  # DeepLabHead at width w.
-                         nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
-                         nn.ReLU(), nn.Conv2d(w, classes, 1))
-    head[0].project[3].p = m.head.dropout
+    head = _deeplab_head(cin, m.head, classes)
     wrapper = v3_mod.DeepLabV3
   else:
     raise ValueError(f'no torchvision twin for head {m.head.name!r}')
@@ -185,6 +181,19 @@ def _torchvision_twin(config, variables=None):
     _load_by_table(head, variables, table, 'classifier.')
 
   return _out_only(wrapper(backbone, head, None))
+
+
+def _deeplab_head(in_channels, head, classes):
+  """torchvision's DeepLabHead (segmentation/deeplabv3.py) at `head`'s width,
+  rates and dropout: its ASPP, the 3x3 conv + BN + ReLU, the 1x1 scores."""
+  from torch import nn  # pylint: disable=import-outside-toplevel
+  from deeplab_jax.testing import torchvision_models  # pylint: disable=import-outside-toplevel
+  w = head.width
+  aspp = torchvision_models.segmentation().deeplabv3.ASPP(in_channels, tuple(head.rates), w)
+  net = nn.Sequential(aspp, nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
+                      nn.ReLU(), nn.Conv2d(w, classes, 1))
+  net[0].project[3].p = head.dropout
+  return net
 
 
 def _out_only(net):
@@ -209,7 +218,6 @@ def _torchvision_mobilenet_twin(config, variables=None):
   MobileNetV3 (mobilenetv3.py's `_mobilenet_v3_conf`), LRASPP or DeepLabV3 with
   DeepLabHead's layers; loaded by the converter's key table. Returns `out`,
   upsampled to the input inside forward as torchvision does."""
-  from torch import nn  # pylint: disable=import-outside-toplevel
   from deeplab_jax.convert.torchvision import mapping  # pylint: disable=import-outside-toplevel
   from deeplab_jax.testing import torchvision_models  # pylint: disable=import-outside-toplevel
   seg, tv = torchvision_models.segmentation(), torchvision_models.mobilenet_v3()
@@ -227,11 +235,7 @@ def _torchvision_mobilenet_twin(config, variables=None):
     net = seg.lraspp.LRASPP(backbone, features[int(low)].out_channels,
                             features[int(high)].out_channels, classes, h.width)
   elif h.name == 'aspp_v3' and h.get('extra_conv', False):
-    cin, w = features[-1].out_channels, h.width
-    head = nn.Sequential(seg.deeplabv3.ASPP(cin, tuple(h.rates), w),
-                         nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w),
-                         nn.ReLU(), nn.Conv2d(w, classes, 1))
-    head[0].project[3].p = h.dropout
+    head = _deeplab_head(features[-1].out_channels, h, classes)
     backbone = _utils.IntermediateLayerGetter(features, {index(h.reads[0]): 'out'})
     net = seg.deeplabv3.DeepLabV3(backbone, head, None)
   else:

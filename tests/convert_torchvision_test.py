@@ -26,18 +26,6 @@ from deeplab_jax.models.resize import resize_bilinear  # pylint: disable=g-impor
 SIZE = (41, 53)
 
 
-def _randomise(net, seed):
-  torch.manual_seed(seed)
-  with torch.no_grad():
-    for module in net.modules():
-      if isinstance(module, torch.nn.BatchNorm2d):
-        module.weight.uniform_(0.5, 1.5)
-        module.bias.uniform_(-0.2, 0.2)
-        module.running_mean.uniform_(-0.2, 0.2)
-        module.running_var.uniform_(0.5, 1.5)
-  return net.eval()
-
-
 @pytest.fixture(scope='module')
 def images():
   return np.random.default_rng(0).integers(0, 256, (2, *SIZE, 3), dtype=np.uint8)
@@ -45,8 +33,8 @@ def images():
 
 @pytest.fixture(scope='module')
 def fcn50(tmp_path_factory):
-  net = _randomise(segmentation.fcn_resnet50(weights=None, weights_backbone=None,
-                                             num_classes=21, aux_loss=True), 1)
+  net = torchvision_models.randomise_batch_norm(segmentation.fcn_resnet50(
+      weights=None, weights_backbone=None, num_classes=21, aux_loss=True), 1)
   path = str(tmp_path_factory.mktemp('tv') / 'fcn_resnet50_coco-1167a1af.pth')
   torch.save(net.state_dict(), path)
   return net, path
@@ -74,7 +62,7 @@ def test_fcn_resnet50_logits_equal_torchvision(fcn50, images):
 
 
 def test_imagenet_resnet50_converts_with_the_head_afresh(tmp_path):
-  net = _randomise(tv_resnet.resnet50(weights=None), 2)
+  net = torchvision_models.randomise_batch_norm(tv_resnet.resnet50(weights=None), 2)
   path = str(tmp_path / 'resnet50-0676ba61.pth')
   torch.save(net.state_dict(), path)
   config = voc_fcn_resnet50.get_config()
@@ -106,8 +94,8 @@ def test_another_depth_names_what_does_not_fit(fcn50):
 
 def test_deeplabv3_resnet50_logits_equal_torchvision(images, tmp_path):
   from configs import voc_deeplabv3_resnet50  # pylint: disable=import-outside-toplevel
-  net = _randomise(segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None,
-                                                   num_classes=21, aux_loss=True), 3)
+  net = torchvision_models.randomise_batch_norm(segmentation.deeplabv3_resnet50(
+      weights=None, weights_backbone=None, num_classes=21, aux_loss=True), 3)
   path = str(tmp_path / 'deeplabv3_resnet50_coco-cd0a2569.pth')
   torch.save(net.state_dict(), path)
   config = voc_deeplabv3_resnet50.get_config()
@@ -124,7 +112,7 @@ def test_a_run_starts_from_the_converted_imagenet_resnet(data_dir, tmp_path):
   step has learning rate 0 holds the file's trunk weights."""
   from configs import tiny  # pylint: disable=import-outside-toplevel
   from deeplab_jax import train_lib  # pylint: disable=import-outside-toplevel
-  net = _randomise(tv_resnet.resnet50(weights=None), 4)
+  net = torchvision_models.randomise_batch_norm(tv_resnet.resnet50(weights=None), 4)
   path = str(tmp_path / 'resnet50-0676ba61.pth')
   torch.save(net.state_dict(), path)
   config = tiny.get_config('voc_fcn_resnet50')

@@ -32,18 +32,6 @@ from deeplab_jax.models.resize import resize_bilinear  # pylint: disable=g-impor
 SIZE = (67, 85)  # Odd, non-square: 34 x 43 after the stem, 5 x 6 at stride 16.
 
 
-def _randomise(net, seed):
-  torch.manual_seed(seed)
-  with torch.no_grad():
-    for module in net.modules():
-      if isinstance(module, torch.nn.BatchNorm2d):
-        module.weight.uniform_(0.5, 1.5)
-        module.bias.uniform_(-0.2, 0.2)
-        module.running_mean.uniform_(-0.2, 0.2)
-        module.running_var.uniform_(0.5, 1.5)
-  return net.eval()
-
-
 @pytest.fixture(scope='module')
 def images():
   return np.random.default_rng(0).integers(0, 256, (2, *SIZE, 3), dtype=np.uint8)
@@ -88,7 +76,8 @@ def test_block_table_is_torchvisions(variant, width_mult, reduced_tail, dilated)
 def test_segmentation_logits_equal_torchvision(name, config_module, seed, images, tmp_path):
   builder = getattr(segmentation, name.split('-')[0])
   kwargs = dict(aux_loss=True) if name.startswith('deeplabv3') else {}
-  net = _randomise(builder(weights=None, weights_backbone=None, num_classes=21, **kwargs), seed)
+  net = torchvision_models.randomise_batch_norm(
+      builder(weights=None, weights_backbone=None, num_classes=21, **kwargs), seed)
   path = str(tmp_path / f'{name}.pth')
   torch.save(net.state_dict(), path)
   config = config_module.get_config()
@@ -114,8 +103,9 @@ def test_imagenet_backbone_features_equal_torchvision(variant, reduced_tail, out
   """The ImageNet file converts the trunk (head afresh); its last map equals
   torchvision's `features` of the same options (ImageNet's stride 32, and
   the dilated, reduced-tail Small)."""
-  net = _randomise(getattr(tv_mobilenet, f'mobilenet_v3_{variant}')(
-      weights=None, reduced_tail=reduced_tail, dilated=output_stride == 16), 3)
+  net = torchvision_models.randomise_batch_norm(
+      getattr(tv_mobilenet, f'mobilenet_v3_{variant}')(
+          weights=None, reduced_tail=reduced_tail, dilated=output_stride == 16), 3)
   path = str(tmp_path / f'mobilenet_v3_{variant}.pth')
   torch.save(net.state_dict(), path)
   config = voc_lraspp_mobilenet_v3_large.get_config()

@@ -48,14 +48,7 @@ def test_torchvision_layout_equals_torchvision(output_stride, x):
   torch.manual_seed(output_stride)
   net = tv_resnet.ResNet(tv_resnet.Bottleneck, [2, 2, 2, 2],
                          replace_stride_with_dilation=DILATE[output_stride])
-  with torch.no_grad():
-    for m in net.modules():
-      if isinstance(m, torch.nn.BatchNorm2d):
-        m.weight.uniform_(0.5, 1.5)
-        m.bias.uniform_(-0.2, 0.2)
-        m.running_mean.uniform_(-0.2, 0.2)
-        m.running_var.uniform_(0.5, 1.5)
-  net.eval()
+  torchvision_models.randomise_batch_norm(net)  # The draws follow the seed above.
   config = voc_fcn_resnet50.get_config()
   config.model.backbone.depth = 26
   config.model.backbone.output_stride = output_stride

@@ -86,13 +86,15 @@ class ConvBN(nn.Module):
   relu: bool = True
   bn_momentum: float = 0.9  # flax's convention: PyTorch's momentum m is 1 - m here.
   bn_epsilon: float = 1e-5  # PyTorch's BatchNorm2d default (MobileNetV3: 1e-3).
+  depthwise: bool = False  # Per-channel k x k filters (features == input channels).
   layers: Layers = Layers()
 
   @nn.compact
   def __call__(self, x, train: bool):
     use_bn = self.layers.batch_norm != 'none'
     x = self.layers.conv(self.features, self.kernel_size, rate=self.rate,
-                         stride=self.stride, use_bias=not use_bn, name='conv')(x)
+                         stride=self.stride, use_bias=not use_bn,
+                         depthwise=self.depthwise, name='conv')(x)
     if use_bn:
       x = self.layers.norm(train, momentum=self.bn_momentum, epsilon=self.bn_epsilon)(x)
     return nn.relu(x) if self.relu else x

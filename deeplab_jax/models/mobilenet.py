@@ -174,32 +174,14 @@ class InvertedResidual(nn.Module):
     y = x
     if b.expands:
       y = act(conv_bn(b.expanded, 1, relu=False, name='expand', **BN)(y, train))
-    y = act(DepthwiseBN(b.kernel, b.stride, b.rate, layers=self.layers, name='depthwise')(
-        y, train))
+    y = act(conv_bn(b.expanded, b.kernel, stride=b.stride, rate=b.rate, depthwise=True,
+                    relu=False, name='depthwise', **BN)(y, train))
     if b.se:
       y = SqueezeExcitation(b.squeezed, layers=self.layers, name='se')(y)
     y = conv_bn(b.outputs, 1, relu=False, name='project', **BN)(y, train)
     if b.residual:
       y = y + x
     return y
-
-
-class DepthwiseBN(nn.Module):
-  """k x k depthwise conv at `stride` or `rate` (PyTorch's padding
-  (k - 1) // 2 * rate on every side), then BN: `conv/kernel` (k, k, 1, C), `bn/*`."""
-  kernel: int
-  stride: int = 1
-  rate: int = 1
-  layers: Layers = Layers()
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    use_bn = self.layers.batch_norm != 'none'
-    x = self.layers.conv(x.shape[-1], self.kernel, stride=self.stride, rate=self.rate,
-                         depthwise=True, use_bias=not use_bn, name='conv')(x)
-    if use_bn:
-      x = self.layers.norm(train, momentum=BN['bn_momentum'], epsilon=BN['bn_epsilon'])(x)
-    return x
 
 
 class MobileNetV3(nn.Module):

@@ -82,6 +82,23 @@ def mobilenet_v3():
   return _load('models.mobilenetv3')
 
 
+def randomise_batch_norm(net, seed=None):
+  """`net` in eval mode with every BatchNorm2d's weight, bias and running
+  statistics drawn at random (reseeding torch with `seed` first, unless None),
+  so a conversion that swapped or dropped them shows in the outputs."""
+  import torch  # pylint: disable=import-outside-toplevel
+  if seed is not None:
+    torch.manual_seed(seed)
+  with torch.no_grad():
+    for module in net.modules():
+      if isinstance(module, torch.nn.BatchNorm2d):
+        module.weight.uniform_(0.5, 1.5)
+        module.bias.uniform_(-0.2, 0.2)
+        module.running_mean.uniform_(-0.2, 0.2)
+        module.running_var.uniform_(0.5, 1.5)
+  return net.eval()
+
+
 def require():
   """(segmentation, resnet) modules, or the calling test module is skipped
   (pytest.skip) with the reason when torch or torchvision is not installed."""
